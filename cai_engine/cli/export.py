@@ -1,0 +1,37 @@
+"""``cai export ...``: record files -> training datasets (HF dataset on disk + parquet + card)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+export_app = typer.Typer(help="Export generated records as training datasets (TRL formats).", no_args_is_help=True)
+
+
+@export_app.command("sft")
+def export_sft_command(
+    source: Annotated[Path, typer.Argument(help="The --out dir of `cai revise` (or its revisions.jsonl).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export dir (dataset/, data.parquet, README.md).")],
+    with_system: Annotated[bool, typer.Option("--with-system", help="Keep the constitution's system prompt in `messages`.")] = False,
+    drop_unchanged: Annotated[bool, typer.Option("--drop-unchanged", help="Skip records the revision left unchanged.")] = False,
+) -> None:
+    """SFT dataset with a `messages` column (TRL conversational format).
+
+    Example:
+
+        cai export sft out/demo --out out/demo/sft
+    """
+    from cai_engine.cli.progress import console
+    from cai_engine.exports.sft import export_sft
+
+    figures = export_sft(source, out, with_system=with_system, drop_unchanged=drop_unchanged)
+    console.print(
+        f"[green]exported[/green] {figures['rows_exported']} rows ({figures['records_failed']} failed records left out) -> {out}\n"
+        f"load with: datasets.load_from_disk('{out / 'dataset'}')"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(export_app, name="export")

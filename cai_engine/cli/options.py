@@ -1,0 +1,29 @@
+"""Option types shared by generation commands (revise, judge, ...): defined once, reused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+ModelSpec = Annotated[str, typer.Option("--model", "-m", help="Model spec provider/model, e.g. local/smollm2, openai/gpt-4o-mini.")]
+ModelConfigFile = Annotated[
+    Optional[Path], typer.Option("--model-config", help="YAML file of ModelConfig fields (base_urls, api_key_env, rpm, prices...).")
+]
+ConstitutionOpt = Annotated[str, typer.Option("--constitution", "-c", help="Constitution YAML path or shipped name (general, medical, tutoring, customer_service, coding).")]
+PromptsOpt = Annotated[Path, typer.Option("--prompts", "-p", help="Prompt file: .jsonl/.csv/.tsv/.parquet/.txt or a datasets dir.")]
+OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output dir; rerunning into the same dir resumes.")]
+ColumnOpt = Annotated[Optional[str], typer.Option("--column", help="Prompt column (default: first of prompt/instruction/question/input/text).")]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N prompts.")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Items in flight at once (default: the model's max_concurrency).")]
+RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Redo records that failed in an earlier run.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")]
+MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", min=0, help="Stop cleanly once this many USD are spent.")]
+BatchOpt = Annotated[bool, typer.Option("--batch", help="Use the provider's Batch API (OpenAI, Anthropic): cheaper, slower.")]
+MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Max generated tokens per step.")]
+TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0, max=2, help="Sampling temperature (0 = greedy).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for principle sampling and per-step sampling seeds.")]
+ShardOpt = Annotated[
+    Optional[str], typer.Option("--shard", help="Only shard i/N of the items (0-based, split by record id); join shards with `cai merge`.")
+]

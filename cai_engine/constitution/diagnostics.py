@@ -1,0 +1,186 @@
+"""Turn pydantic validation errors into one-line ``file:line:col: what; how to fix`` messages."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from cai_engine.constitution.schema import FewShotExample, Principle, SamplingConfig
+from cai_engine.constitution.yaml_nodes import Loc, YamlDoc
+from cai_engine.errors import ConfigError
+
+# What to write when a required key is missing, by key name.
+_ADD_HINTS = {
+    "name": "add `name: my-constitution` at the top level",
+    "principles": "add a `principles:` list with at least one principle (id, critique, revision)",
+    "id": "add `id: short_name` (lowercase letters, digits, '_' and '-')",
+    "critique": 'add `critique: "Identify specific ways the response ..."`',
+    "revision": 'add `revision: "Rewrite the response to ..."`',
+    "prompt": "add `prompt:` with the user's request",
+    "response": "add `response:` with the flawed first response",
+}
+
+# How to fix an invalid value, by key name (for checks without a more specific message).
+_FIX_HINTS = {
+    "weight": "use a positive number such as 1.0 or 2.0",
+    "critique": "write the critique request text",
+    "revision": "write the revision request text",
+    "judge": "write a question like 'Which response is more honest?' or delete the key",
+}
+
+_KIND = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "list_type": "a list",
+    "dict_type": "a mapping (key: value lines)",
+    "model_type": "a mapping (key: value lines)",
+    "model_attributes_type": "a mapping (key: value lines)",
+    "bool_type": "true or false",
+}
+
+
+def _closest(word: str, options: list[str]) -> list[str]:
+    """The valid key a misspelt one most likely meant (empty if none is close)."""
+    return difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+
+
+def _describe_value(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40] + '...' if len(text) > 40 else text}"
+
+
+def model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model whose fields live at ``loc`` (None inside a scalar or list of scalars)."""
+    if not loc:
+        return root
+    head = loc[0]
+    if head == "principles" and len(loc) >= 2 and isinstance(loc[1], int):
+        return Principle if len(loc) == 2 else None
+    if head == "few_shot" and len(loc) >= 2 and isinstance(loc[1], int):
+        return FewShotExample if len(loc) == 2 else None
+    if head == "sampling" and len(loc) == 1:
+        return SamplingConfig
+    return None
+
+
+def describe_loc(loc: Loc, data: Any) -> str:
+    """Human name of a place in the file: ``principle 'honesty'``, ``few_shot[1]``, ``principle 'a' tags[0]``."""
+    if not loc:
+        return "the top level"
+    rest = loc
+    head = ""
+    if loc[0] == "principles" and len(loc) >= 2 and isinstance(loc[1], int):
+        item = _value_at(data, loc[:2])
+        pid = item.get("id") if isinstance(item, dict) else None
+        if isinstance(pid, str):
+            head, rest = f"principle {pid!r}", loc[2:]
+    parts = [head] if head else []
+    for part in rest:
+        if isinstance(part, int) and parts:
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(str(part))
+    return " ".join(parts[:1] + [".".join(parts[1:])]) if head and len(parts) > 1 else ".".join(parts)
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _message(err: dict[str, Any], doc: YamlDoc, root: type[BaseModel]) -> tuple[str, str, str]:
+    """(where, what is wrong, how to fix) for one pydantic error."""
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    parent, last = loc[:-1], (loc[-1] if loc else None)
+    place = describe_loc(parent, doc.data)
+    field = str(last)
+
+    if kind == "extra_forbidden":
+        model = model_at(root, parent)
+        valid = list(model.model_fields) if model else []
+        valid = [v for v in valid if v != "source_path"]
+        close = _closest(field, valid)
+        fix = f"did you mean {close[0]!r}?" if close else f"valid keys are: {', '.join(valid)}"
+        return doc.where(loc, key=True), f"unknown key {field!r} in {place}", fix
+    if kind == "missing":
+        hint = _ADD_HINTS.get(field, f"add `{field}:`")
+        return doc.where(parent), f"{place} is missing required key {field!r}", hint
+    if kind == "null_value":
+        return doc.where(loc), f"{field!r} in {place} is empty", f"give it a value or delete the `{field}:` line"
+
+    value = _value_at(doc.data, loc)
+    if isinstance(last, int):  # a list item, e.g. principles[2] or principle 'a' tags[0]
+        name = describe_loc(loc, doc.data)
+    else:
+        name = f"{field!r} in {place}" if parent else f"{field!r}"
+    if kind in _KIND:
+        want = _KIND[kind]
+        fix = "quote it to make it text" if want == "text" and value is not None else f"write {want}"
+        if want.startswith("a mapping"):
+            fix = "write it as indented `key: value` lines"
+        return doc.where(loc), f"{name} must be {want}, got {_describe_value(value)}", fix
+    if kind == "string_pattern_mismatch" and field == "id":
+        suggestion = "".join(c if c.isalnum() or c in "_-" else "_" for c in str(value).lower()).strip("_") or "p1"
+        return (
+            doc.where(loc),
+            f"principle id {value!r} is not valid (only lowercase letters, digits, '_' and '-')",
+            f"rename it, e.g. {suggestion!r}",
+        )
+    if kind == "string_too_short":
+        return doc.where(loc), f"{name} is empty", "write the text or delete the key"
+    if kind in ("greater_than", "greater_than_equal"):
+        bound = err.get("ctx", {}).get("gt", err.get("ctx", {}).get("ge"))
+        op = ">" if kind == "greater_than" else ">="
+        return doc.where(loc), f"{name} must be {op} {bound}, got {value!r}", f"use a number {op} {bound}"
+    if kind == "too_short":
+        return doc.where(loc, key=True), f"{name} is empty", "add at least one item"
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    fix = _FIX_HINTS.get(field, "fix the value")
+    return doc.where(loc), f"{name} {msg[:1].lower()}{msg[1:]}", fix
+
+
+def config_error_from_validation(exc: ValidationError, doc: YamlDoc, root: type[BaseModel]) -> ConfigError:
+    """The first problem in file order as one ``file:line:col: what; fix`` line (and how many more)."""
+    errors = exc.errors(include_url=False)
+
+    def order(err: dict[str, Any]) -> tuple[int, int, int, int, int]:
+        # File order by list item, and within one item a misspelt key before the "missing" it causes.
+        loc = tuple(err["loc"])
+        item = loc[:2] if len(loc) >= 2 and isinstance(loc[1], int) else loc
+        outer = doc.pos(item, key=item == loc and err["type"] == "extra_forbidden")
+        inner = doc.pos(loc, key=err["type"] == "extra_forbidden")
+        rank = {"extra_forbidden": 0, "missing": 2}.get(err["type"], 1)
+        return (outer.line, outer.col, rank, inner.line, inner.col)
+
+    errors.sort(key=order)
+    # A misspelt required key also reports the key as missing; count that as one problem.
+    misspelt = set()
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            loc = tuple(err["loc"])
+            model = model_at(root, loc[:-1])
+            for guess in _closest(str(loc[-1]), list(model.model_fields) if model else []):
+                misspelt.add(loc[:-1] + (guess,))
+    errors = [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"]) in misspelt)]
+    where, what, fix = _message(errors[0], doc, root)
+    more = f" ({len(errors) - 1} more problem{'s' if len(errors) > 2 else ''} after this one)" if len(errors) > 1 else ""
+    return ConfigError(f"{where}: {what}; {fix}{more}")

@@ -1,0 +1,1 @@
+"""Scheduling, limits, retries, caching, accounting and resumable record storage."""

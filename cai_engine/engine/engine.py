@@ -1,0 +1,205 @@
+"""The engine: every model call of a pipeline goes through :meth:`Engine.generate`.
+
+Layers, outside in: budget check -> response cache -> (Batch API queue | retry policy -> limits ->
+backend). Backends that can tell retryable failures apart (hosted ones expose ``classify``) get the
+retry policy, rate limits and adaptive concurrency; in-process backends (local, mock, vllm) get
+plain bounded concurrency, since retrying a local crash would only repeat it. Pipelines stay plain
+async functions and backends stay thin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cai_engine.engine.accounting import ModelStats
+from cai_engine.engine.batch_api import BatchCoordinator, BatchSettings
+from cai_engine.engine.cache import ResponseCache, cache_key
+from cai_engine.engine.limits import Limits, limits_for
+from cai_engine.engine.retry import RetryPolicy
+from cai_engine.errors import BudgetExceeded, ModelError
+from cai_engine.models.base import ChatModel, ChatRequest, ChatResponse, ModelConfig
+from cai_engine.models.prices import BATCH_DISCOUNT, prices_for
+from cai_engine.models.registry import create_model
+from cai_engine.models.retryable import RetryDecision
+
+
+class EngineOptions(BaseModel):
+    """Engine knobs that are not part of the model config (tests shorten the waits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retry_base_s: float = Field(1.0, gt=0, description="Backoff multiplier for jittered exponential waits.")
+    retry_max_wait_s: float = Field(60.0, gt=0, description="Longest single wait between attempts.")
+    refusals_to_stop: int = Field(3, ge=1, description="403/404 failures in a row that stop the run (401 stops at once).")
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+
+
+class Engine:
+    """Wraps one backend with limits, retries, cache, budget, batch mode and counters."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        config: ModelConfig,
+        *,
+        cache: ResponseCache | None = None,
+        max_cost_usd: float | None = None,
+        batch_dir: Path | None = None,
+        options: EngineOptions | None = None,
+    ):
+        self.model = model
+        self.config = config
+        self.options = options or EngineOptions()
+        self.stats = ModelStats(spec=config.spec)
+        self.prices = prices_for(config)
+        self.stats.price_known = self.prices is not None
+        self.cache = cache
+        self.max_cost_usd = max_cost_usd
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+        classify = getattr(model, "classify", None)
+        self.retry: RetryPolicy | None = None
+        if classify is not None:
+            env = config.api_key_env or {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(
+                config.provider, "the API key variable")
+            self.retry = RetryPolicy(
+                config.spec, classify, max_retries=config.max_retries, base_s=self.options.retry_base_s,
+                max_wait_s=self.options.retry_max_wait_s, refusals_to_stop=self.options.refusals_to_stop,
+                key_hint=f"check the key in {config.api_key_file or '$' + env}", on_retry=self._on_retry,
+            )
+        self.batch: BatchCoordinator | None = None
+        if batch_dir is not None:
+            adapter_factory = getattr(model, "batch_adapter", None)
+            if adapter_factory is None or self.retry is None:
+                raise ModelError(f"{config.spec}: --batch needs a provider with a Batch API (openai or anthropic)")
+            self.batch = BatchCoordinator(adapter_factory(), Path(batch_dir), config.spec, self.retry.call,
+                                          self.options.batch)
+        self._limits: Limits | None = None
+
+    @classmethod
+    def from_config(cls, spec_or_config: str | ModelConfig, **kwargs: Any) -> "Engine":
+        config = spec_or_config if isinstance(spec_or_config, ModelConfig) else ModelConfig(spec=spec_or_config)
+        return cls(create_model(config), config, **kwargs)
+
+    @property
+    def spec(self) -> str:
+        return self.config.spec
+
+    @property
+    def suggested_concurrency(self) -> int:
+        """How many items a runner should keep in flight. Batch mode needs several batches' worth
+        queued (each waits hours for its batch), so it is far above the online concurrency."""
+        if self.batch is not None:
+            return max(10_000, 4 * self.options.batch.max_items)
+        return self.config.max_concurrency
+
+    @property
+    def limits(self) -> Limits:
+        if self._limits is None:
+            self._limits = limits_for(self.config)
+        return self._limits
+
+    # ---- the one entry point ---------------------------------------------------------------
+    async def generate(self, request: ChatRequest) -> ChatResponse:
+        if self.retry is not None and self.retry.fatal is not None:
+            raise self.retry.fatal
+        self._check_budget()
+        key = cache_key(self.config, request) if (self.cache is not None or self.batch is not None) else ""
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.cached += 1
+                return hit
+        response: ChatResponse | None = None
+        if self.batch is not None and self.batch.adapter.supports(request):
+            result = await self.batch.generate(key, request)
+            self.stats.batches_submitted = self.batch.submitted
+            self.stats.batches_resumed = self.batch.resumed
+            if isinstance(result, ChatResponse):
+                response = result
+                self.stats.requests += 1
+                self.stats.batched += 1
+                self.stats.add_usage(response.usage, self.prices, BATCH_DISCOUNT)
+            else:
+                self.stats.note_fault("batch_item")
+        if response is None:
+            response = await self._call(request)
+        if self.cache is not None:
+            self.cache.put(key, response)
+        return response
+
+    def _check_budget(self) -> None:
+        if self.max_cost_usd is not None and self.stats.cost_usd >= self.max_cost_usd:
+            raise BudgetExceeded(
+                f"{self.spec}: --max-cost {self.max_cost_usd:g} USD reached (spent {self.stats.cost_usd:.4f} USD); "
+                "finished records are saved, rerun with a higher --max-cost to continue"
+            )
+
+    async def _call(self, request: ChatRequest) -> ChatResponse:
+        """One request straight to the backend, with retries and limits where the backend allows."""
+        if self.retry is None:
+            async with self._slots:
+                response = await self._timed(request)
+        else:
+            response = await self._retried(request)
+        self.stats.requests += 1
+        self.stats.add_usage(response.usage, self.prices)
+        return response
+
+    async def _timed(self, request: ChatRequest) -> ChatResponse:
+        started = time.perf_counter()
+        try:
+            return await self.model.generate(request)
+        except Exception:
+            self.stats.errors += 1
+            raise
+        finally:
+            self.stats.busy_s += time.perf_counter() - started
+
+    async def _retried(self, request: ChatRequest) -> ChatResponse:
+        assert self.retry is not None
+        limits = self.limits
+
+        async def attempt() -> ChatResponse:
+            async with limits.slot(request):
+                started = time.perf_counter()
+                try:
+                    # The SDK enforces timeout_s per request; this guard catches a hung body read.
+                    async with asyncio.timeout(self.config.timeout_s + 5.0):
+                        response = await self.model.generate(request)
+                finally:
+                    self.stats.busy_s += time.perf_counter() - started
+            limits.on_success()
+            return response
+
+        try:
+            return await self.retry.call(attempt)
+        except Exception as exc:
+            self.stats.errors += 1
+            decision = getattr(exc, "decision", None)
+            if isinstance(decision, RetryDecision):
+                self.stats.note_fault(decision.kind)
+            raise
+
+    def _on_retry(self, decision: RetryDecision) -> None:
+        self.stats.retries += 1
+        self.stats.note_fault(decision.kind)
+        if decision.kind == "rate_limit":
+            self.limits.on_rate_limited(decision.retry_after_s)
+
+    async def aclose(self) -> None:
+        if self.batch is not None:
+            await self.batch.aclose()
+        await self.model.aclose()
+        if self.cache is not None:
+            self.cache.close()
+
+    async def __aenter__(self) -> "Engine":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

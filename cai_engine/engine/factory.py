@@ -1,0 +1,72 @@
+"""Build a fully layered :class:`Engine` from CLI/YAML settings: the one place commands call.
+
+Hosted-backend work layers the response cache, retries, rate limits, budget and Batch APIs in here;
+callers only pass the user's choices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from cai_engine.engine.engine import Engine, EngineOptions
+from cai_engine.errors import ConfigError
+from cai_engine.models.base import ModelConfig
+
+
+def load_model_config(spec: str | None, config_file: Path | None = None) -> ModelConfig:
+    """A :class:`ModelConfig` from an optional YAML file, with ``spec`` (from ``--model``) taking precedence."""
+    data: dict[str, object] = {}
+    if config_file is not None:
+        if not config_file.exists():
+            raise ConfigError(f"{config_file}: model config file not found")
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_file}: invalid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: a model config must be a mapping of ModelConfig fields")
+        data.update(loaded)
+    if spec:
+        data["spec"] = spec
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{config_file or '--model'}: {where}: {first['msg']}") from None
+
+
+def build_engine(
+    config: ModelConfig,
+    *,
+    use_cache: bool = True,
+    max_cost_usd: float | None = None,
+    batch_dir: Path | None = None,
+    cache_path: Path | None = None,
+    options: EngineOptions | None = None,
+) -> Engine:
+    """The engine for one model with the user's cache/budget/batch choices applied.
+
+    ``use_cache``: the SQLite response cache under ``cai_home()`` (or ``cache_path``). ``mock/``
+    models are not cached unless a ``cache_path`` is given: they exist for tests, which must not
+    fill the user's cache. ``max_cost_usd``: ``generate`` raises
+    :class:`~cai_engine.errors.BudgetExceeded` once spent >= budget. ``batch_dir``: route requests
+    through the provider's Batch API, persisting batch ids there (use
+    :attr:`Engine.suggested_concurrency` for the runner). Key errors surface here, as one line.
+    """
+    from cai_engine.engine.cache import ResponseCache
+
+    if max_cost_usd is not None and max_cost_usd <= 0:
+        raise ConfigError(f"--max-cost must be > 0 USD, got {max_cost_usd}")
+    cacheable = config.provider != "mock" or cache_path is not None
+    cache = ResponseCache(cache_path) if use_cache and cacheable else None
+    try:
+        return Engine.from_config(config, cache=cache, max_cost_usd=max_cost_usd, batch_dir=batch_dir,
+                                  options=options)
+    except BaseException:
+        if cache is not None:
+            cache.close()
+        raise

@@ -1,0 +1,132 @@
+"""Run a per-item async worker over a stream of items with bounded concurrency and resume.
+
+Items flow independently (no stage barrier): item 7 may be revising while item 40 is still being
+answered. Only ``concurrency`` items are in flight, and the input is consumed lazily, so memory
+stays flat however many prompts there are. Each finished item is appended to the store at once.
+A worker exception becomes a ``failed`` record with its reason; a :class:`FatalBackendError` or
+:class:`BudgetExceeded` stops the run cleanly after saving what is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
+
+from cai_engine.engine.records import RecordStore
+from cai_engine.errors import BudgetExceeded, FatalBackendError
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunSummary:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    stopped_reason: str | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` (0-based i) -> ``(i, N)``; None passes through."""
+    from cai_engine.errors import CaiError
+
+    if value is None:
+        return None
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise CaiError(f"--shard {value!r} is not i/N; write e.g. --shard 0/4 for the first of four shards") from None
+    if count < 1 or not 0 <= index < count:
+        raise CaiError(f"--shard {value!r}: need 0 <= i < N, e.g. 0/4 .. 3/4")
+    return index, count
+
+
+def in_shard(record_id: str, shard: tuple[int, int]) -> bool:
+    return int(record_id[:12], 16) % shard[1] == shard[0]
+
+
+def failure_record(record_id: str, base: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    reason = f"{type(error).__name__}: {error}".strip()
+    return {**base, "id": record_id, "status": "failed", "error": reason[:2000]}
+
+
+async def run_items(
+    items: Iterable[T],
+    *,
+    record_id: Callable[[T], str],
+    worker: Callable[[T, str], Awaitable[dict[str, Any]]],
+    store: RecordStore,
+    concurrency: int,
+    retry_failed: bool = False,
+    failure_base: Callable[[T], dict[str, Any]] = lambda item: {},
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_skip: Callable[[int], None] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> RunSummary:
+    """Run ``worker(item, id)`` for every item whose id the store does not hold yet.
+
+    ``shard=(i, n)`` keeps only items whose id falls in shard ``i`` of ``n`` (by id, so the split
+    is deterministic across machines and reruns); the others are not counted at all.
+    """
+    summary = RunSummary()
+    slots = asyncio.Semaphore(concurrency)
+    in_flight: set[asyncio.Task[None]] = set()
+    fatal: list[BaseException] = []
+
+    async def one(item: T, rid: str) -> None:
+        try:
+            record = await worker(item, rid)
+            record["id"] = rid
+        except (FatalBackendError, BudgetExceeded) as exc:
+            fatal.append(exc)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed item is a record, never a crash
+            record = failure_record(rid, failure_base(item), exc)
+        store.append(record)
+        if record.get("status") == "failed":
+            summary.failed += 1
+            summary.failures.append(record.get("error", ""))
+        else:
+            summary.done += 1
+        if on_record is not None:
+            on_record(record)
+
+    seen: set[str] = set()
+    try:
+        for item in items:
+            if fatal:
+                break
+            rid = record_id(item)
+            if shard is not None and not in_shard(rid, shard):
+                continue
+            if rid in seen or store.is_done(rid, retry_failed=retry_failed):
+                summary.skipped += 1
+                if on_skip is not None:
+                    on_skip(1)
+                continue
+            seen.add(rid)
+            await slots.acquire()
+            if fatal:
+                slots.release()
+                break
+            task = asyncio.create_task(one(item, rid))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            task.add_done_callback(lambda _t: slots.release())
+        if fatal:
+            for task in in_flight:
+                task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+    except BaseException:
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        raise
+    if fatal:
+        summary.stopped_reason = str(fatal[0])
+        raise fatal[0]
+    return summary

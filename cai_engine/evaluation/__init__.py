@@ -1,0 +1,1 @@
+"""Evaluation: judge agreement with human labels, win rates, bias measurements."""

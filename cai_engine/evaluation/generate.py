@@ -1,0 +1,109 @@
+"""Eval generations: each model answers every prompt of the sets once (sycophancy probes twice).
+
+One record per (model, set, prompt) in ``generations.jsonl``. The record id hashes the model's
+fingerprint, the prompt (and pushback), the sampling parameters and the system prompt, never the
+model's *role*: when the trained model and the base are the same model, one generation serves
+both. The per-prompt seed depends on the prompt only, so both models sample with the same random
+numbers (a fairer comparison at temperature > 0). Correctness, refusal and length are computed
+from the stored texts when the report is scored, so improving a detector never needs new samples.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cai_engine.engine.engine import Engine
+from cai_engine.engine.records import stable_hash
+from cai_engine.evaluation.sets import EvalItem
+from cai_engine.models.base import ChatRequest, Message, ModelConfig, SamplingParams, Usage
+
+RECORD_VERSION = 1
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".gguf", ".pt")
+
+
+def model_fingerprint(config: ModelConfig) -> dict[str, Any]:
+    """What identifies a model's outputs: its spec, and for a local dir the size/mtime of its files.
+
+    A checkpoint retrained in place at the same path gets a new fingerprint, so a rerun of the eval
+    regenerates instead of reusing the old model's answers.
+    """
+    fp: dict[str, Any] = {"spec": config.spec}
+    if config.provider in ("local", "vllm"):
+        path = Path(config.model_name).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+            fp["files"] = stable_hash([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+    return fp
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    """Sampling shared by every eval generation (the same for the trained model and the base)."""
+
+    params: SamplingParams
+    system_prompt: str | None = None
+    seed: int = 0
+
+    def item_params(self, item: EvalItem) -> SamplingParams:
+        seed = int(stable_hash({"seed": self.seed, "set": item.set, "prompt": item.prompt}, length=8), 16)
+        return self.params.model_copy(update={"seed": seed, "n": 1})
+
+
+@dataclass(frozen=True)
+class GenJob:
+    """One model answering one item."""
+
+    engine: Engine
+    fingerprint: dict[str, Any]
+    item: EvalItem
+
+
+def generation_id(fingerprint: dict[str, Any], item: EvalItem, settings: GenSettings) -> str:
+    return stable_hash({
+        "v": RECORD_VERSION, "model": fingerprint, "set": item.set, "prompt": item.prompt,
+        "pushback": item.pushback if item.set == "sycophancy" else None,
+        "params": settings.item_params(item).model_dump(mode="json"), "system": settings.system_prompt,
+    })
+
+
+def base_record(job: GenJob, settings: GenSettings) -> dict[str, Any]:
+    item = job.item
+    record: dict[str, Any] = {
+        "version": RECORD_VERSION, "set": item.set, "index": item.index, "prompt": item.prompt,
+        "model": job.engine.spec, "model_fingerprint": job.fingerprint,
+        "params": settings.item_params(item).model_dump(mode="json"), "system_prompt": settings.system_prompt,
+    }
+    if item.category is not None:
+        record["category"] = item.category
+    if item.set == "sycophancy":
+        record.update({"answer": item.answer, "aliases": list(item.aliases), "pushback": item.pushback})
+    return record
+
+
+async def _turn(engine: Engine, messages: list[Message], params: SamplingParams) -> tuple[str, str | None, Usage]:
+    response = await engine.generate(ChatRequest(messages=messages, params=params))
+    choice = response.choices[0] if response.choices else None
+    return (choice.text.strip() if choice else ""), (choice.finish_reason if choice else None), response.usage
+
+
+async def generate_item(job: GenJob, rid: str, settings: GenSettings) -> dict[str, Any]:
+    """Answer one item (and, for a sycophancy probe, answer the pushback too); its record."""
+    started = time.perf_counter()
+    item = job.item
+    params = settings.item_params(item)
+    messages = [Message(role="system", content=settings.system_prompt)] if settings.system_prompt else []
+    messages.append(Message(role="user", content=item.prompt))
+    text, finish, usage = await _turn(job.engine, messages, params)
+    record = {**base_record(job, settings), "id": rid, "status": "ok", "text": text, "finish_reason": finish}
+    if item.set == "sycophancy":
+        assert item.pushback is not None
+        follow_up = [*messages, Message(role="assistant", content=text), Message(role="user", content=item.pushback)]
+        second, second_finish, second_usage = await _turn(job.engine, follow_up, params)
+        usage = usage + second_usage
+        record.update({"second_text": second, "second_finish_reason": second_finish})
+    record["usage"] = usage.model_dump()
+    record["latency_s"] = round(time.perf_counter() - started, 3)
+    return record

@@ -1,0 +1,260 @@
+"""``evaluate(...)``: the trained model against its base, end to end, resumable, into ``eval.json``.
+
+Two phases, each streamed through :func:`cai_engine.engine.runner.run_items` into an append-only
+record file, so a killed eval resumes where it stopped and a rerun with the same inputs costs
+nothing:
+
+1. ``generations.jsonl`` - both models answer every prompt of the selected sets (same sampling).
+2. ``winrate_pairs.jsonl`` (the judge's pair records, the same shape as ``cai judge``'s
+   ``pairs.jsonl``) and ``classifications.jsonl`` (harm / refusal yes-no judgments).
+
+The report is then scored from the records that belong to this configuration (ids are recomputed,
+so stale records of an older model or setting in the same dir are ignored) and written as
+``eval.json`` (:class:`~cai_engine.evaluation.report.EvalReport`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Protocol
+
+from cai_engine.constitution import Constitution, load_constitution
+from cai_engine.engine.engine import Engine
+from cai_engine.engine.records import RecordStore
+from cai_engine.engine.runner import run_items
+from cai_engine.errors import ConfigError
+from cai_engine.evaluation import safety, sycophancy, text_stats, winrate
+from cai_engine.evaluation.config import EvalConfig
+from cai_engine.evaluation.generate import GenJob, GenSettings, base_record, generate_item, generation_id, model_fingerprint
+from cai_engine.evaluation.judging import ClassifyJob, classification_id, classify_base, classify_item, classify_settings
+from cai_engine.evaluation.report import EvalReport
+from cai_engine.evaluation.sets import EvalItem, load_set, shipped_path
+from cai_engine.models.base import SamplingParams
+from cai_engine.pipelines.judge import JudgeSettings, judge_pair, pair_id
+
+ROLES = ("trained", "base")
+FILES = {"generations": "generations.jsonl", "pairs": "winrate_pairs.jsonl", "classifications": "classifications.jsonl",
+         "report": "eval.json"}
+
+
+class ProgressLike(Protocol):
+    def record(self, record: dict[str, Any]) -> None: ...
+    def skip(self, n: int) -> None: ...
+
+
+#: ``(description, total, engines) -> context manager`` yielding a progress sink (the CLI's RunProgress).
+ProgressFactory = Callable[[str, "int | None", list[Engine]], ContextManager[ProgressLike]]
+
+
+@dataclass
+class EvalEngines:
+    """Engines to use instead of building them from the config's specs (tests, a run sharing engines)."""
+
+    trained: Engine
+    base: Engine
+    judge: Engine
+
+    def distinct(self) -> list[Engine]:
+        seen: list[Engine] = []
+        for e in (self.trained, self.base, self.judge):
+            if all(e is not s for s in seen):
+                seen.append(e)
+        return seen
+
+
+def build_engines(config: EvalConfig) -> EvalEngines:
+    """One engine per distinct model config: trained = base = judge loads one local model, not three."""
+    from cai_engine.engine.factory import build_engine, load_model_config
+
+    built: dict[str, Engine] = {}
+
+    def engine(spec: str, file: Path | None) -> Engine:
+        model_config = load_model_config(spec, file)
+        key = model_config.model_dump_json()
+        if key not in built:
+            built[key] = build_engine(model_config, use_cache=config.use_cache, max_cost_usd=config.max_cost_usd)
+        return built[key]
+
+    try:
+        return EvalEngines(engine(config.model, config.model_config_file), engine(config.base_model, config.base_model_config_file),
+                           engine(config.judge_model, config.judge_config_file))
+    except BaseException:  # a bad second spec: release the caches the first engines opened
+        for e in built.values():
+            if e.cache is not None:
+                e.cache.close()
+        raise
+
+
+def judge_settings(config: EvalConfig, constitution: Constitution) -> JudgeSettings:
+    k = config.principles_per_judgment or constitution.sampling.principles_per_judgment
+    if k > len(constitution.principles):
+        raise ConfigError(f"principles_per_judgment {k} is more than the {len(constitution.principles)} principles of {constitution.name}")
+    return JudgeSettings(constitution=constitution, principles_per_judgment=k, cot=config.cot, logprobs=config.logprobs, seed=config.seed)
+
+
+def load_sets(config: EvalConfig) -> dict[str, list[EvalItem]]:
+    """The sets the chosen metrics need (text statistics use whatever is generated, heldout at least)."""
+    wanted: list[str] = []
+    if "winrate" in config.metrics or "text" in config.metrics:
+        wanted.append("heldout")
+    if "safety" in config.metrics:
+        wanted += ["redteam", "benign_risky"]
+    if "sycophancy" in config.metrics:
+        wanted.append("sycophancy")
+    paths = {"heldout": config.heldout, "redteam": config.redteam, "benign_risky": config.benign_risky, "sycophancy": config.sycophancy}
+    return {name: load_set(name, paths[name], config.limit) for name in wanted}
+
+
+def _unique(jobs: list[Any], key: Callable[[Any], str]) -> list[Any]:
+    """Drop jobs whose record id an earlier job already has (the same answer or judgment twice)."""
+    seen: set[str] = set()
+    kept = []
+    for job in jobs:
+        k = key(job)
+        if k not in seen:
+            seen.add(k)
+            kept.append(job)
+    return kept
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    os.replace(tmp, path)
+
+
+async def evaluate_async(
+    config: EvalConfig, out_dir: Path, *, engines: EvalEngines | None = None, progress: ProgressFactory | None = None
+) -> EvalReport:
+    """Run (or resume) the evaluation into ``out_dir`` and return its report (also in ``eval.json``).
+
+    Engines passed in are left open for the caller; engines built here are closed before returning.
+    """
+    started = time.perf_counter()
+    if not config.metrics:
+        raise ConfigError("metrics is empty; choose at least one of winrate, safety, sycophancy, text")
+    constitution = load_constitution(config.constitution)
+    jsettings = judge_settings(config, constitution)
+    sets = load_sets(config)
+    owned = engines is None
+    engines = engines or build_engines(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress = progress or (lambda *_: nullcontext(_NullProgress()))
+    try:
+        gen = GenSettings(
+            params=SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p),
+            system_prompt=constitution.system_prompt if config.system_prompt else None, seed=config.seed,
+        )
+        fps = {role: model_fingerprint(getattr(engines, role).config) for role in ROLES}
+        judge_fp = model_fingerprint(engines.judge.config)
+        jobs = _unique([GenJob(getattr(engines, role), fps[role], item) for role in ROLES for items in sets.values() for item in items],
+                       lambda j: generation_id(j.fingerprint, j.item, gen))
+        concurrency = config.concurrency or sum(e.suggested_concurrency for e in engines.distinct())
+        with RecordStore(out_dir / FILES["generations"]) as store, progress("eval: answers", len(jobs), engines.distinct()) as bar:
+            await run_items(
+                jobs, record_id=lambda j: generation_id(j.fingerprint, j.item, gen),
+                worker=lambda j, rid: generate_item(j, rid, gen), store=store, concurrency=concurrency,
+                retry_failed=config.retry_failed, failure_base=lambda j: base_record(j, gen),
+                on_record=bar.record, on_skip=bar.skip,
+            )
+            generations = {
+                role: {name: [store.get(generation_id(fps[role], item, gen)) for item in items] for name, items in sets.items()}
+                for role in ROLES
+            }
+        ok = {role: {name: [r for r in recs if r and r.get("status") == "ok"] for name, recs in by_set.items()}
+              for role, by_set in generations.items()}
+        failures = sum(1 for by_set in generations.values() for recs in by_set.values() for r in recs if not r or r.get("status") != "ok")
+
+        # ---- phase 2: the judge ---------------------------------------------------------------
+        pairs = []
+        if "winrate" in config.metrics:
+            trained_by_index = {r["index"]: r for r in ok["trained"]["heldout"]}
+            pairs = [winrate.pair_spec(trained_by_index[b["index"]], b) for b in ok["base"]["heldout"] if b["index"] in trained_by_index]
+        kinds = []
+        if "safety" in config.metrics:
+            kinds = [("harm", "redteam")] + ([("refusal", "redteam"), ("refusal", "benign_risky")] if config.judge_refusals else [])
+        ccfg = classify_settings(config)
+        cjobs = _unique([ClassifyJob(kind, r) for kind, name in kinds for role in ROLES for r in ok[role][name]],
+                        lambda j: classification_id(j, judge_fp, ccfg))
+        judge = engines.judge
+        with RecordStore(out_dir / FILES["pairs"]) as pstore, RecordStore(out_dir / FILES["classifications"]) as cstore, \
+                progress("eval: judge", len(pairs) + len(cjobs), [judge]) as bar:
+            jconc = config.concurrency or judge.suggested_concurrency
+            await asyncio.gather(
+                run_items(pairs, record_id=lambda s: pair_id(s, jsettings, judge.spec),
+                          worker=lambda s, rid: judge_pair(s, rid, judge, jsettings), store=pstore, concurrency=jconc,
+                          retry_failed=config.retry_failed, on_record=bar.record, on_skip=bar.skip),
+                run_items(cjobs, record_id=lambda j: classification_id(j, judge_fp, ccfg),
+                          worker=lambda j, rid: classify_item(j, rid, judge, ccfg), store=cstore, concurrency=jconc,
+                          retry_failed=config.retry_failed, failure_base=lambda j: classify_base(j, judge.spec),
+                          on_record=bar.record, on_skip=bar.skip),
+            )
+            pair_records = [pstore.get(pair_id(s, jsettings, judge.spec)) for s in pairs]
+            classes: dict[str, dict[str, dict[str, Any]]] = {"harm": {}, "refusal": {}}
+            cfailed = sum(1 for j in cjobs if (cstore.get(classification_id(j, judge_fp, ccfg)) or {}).get("status") != "ok")
+            for kind, name in kinds:  # every generation (of either role) maps to the classification of its text
+                for role in ROLES:
+                    for r in ok[role][name]:
+                        rec = cstore.get(classification_id(ClassifyJob(kind, r), judge_fp, ccfg))
+                        if rec and rec.get("status") == "ok":
+                            classes[kind][r["id"]] = rec
+        report = _score(config, constitution, sets, ok, pair_records, classes, cfailed, failures, engines, started)
+    finally:
+        if owned:
+            for engine in engines.distinct():
+                await engine.aclose()
+    _atomic_json(out_dir / FILES["report"], report.model_dump(mode="json"))
+    return report
+
+
+def _score(config: EvalConfig, constitution: Constitution, sets: dict[str, list[EvalItem]], ok: dict[str, dict[str, list[dict[str, Any]]]],
+           pair_records: list[dict[str, Any] | None], classes: dict[str, dict[str, dict[str, Any]]], cfailed: int, failures: int,
+           engines: EvalEngines, started: float) -> EvalReport:
+    boot = {"n_boot": config.n_boot, "seed": config.seed}
+    data: dict[str, Any] = {
+        "model": engines.trained.spec, "base_model": engines.base.spec, "judge_model": engines.judge.spec,
+        "constitution": {"name": constitution.name, "version": str(constitution.version), "hash": constitution.hash},
+        "sets": {name: {"path": str(getattr(config, name) or shipped_path(name)), "prompts": len(items)} for name, items in sets.items()},
+        "settings": config.model_dump(mode="json", exclude={"model", "base_model", "judge_model"}),
+        "generation_failures": failures,
+        "engines": [e.stats.model_dump() for e in engines.distinct()],
+    }
+    if "winrate" in config.metrics:
+        data["winrate"] = winrate.score([r for r in pair_records if r], len(sets["heldout"]), **boot)
+    if "safety" in config.metrics:
+        roles = {role: safety.score_role(ok[role]["redteam"], ok[role]["benign_risky"], classes["harm"], classes["refusal"], **boot)
+                 for role in ROLES}
+        data["safety"] = {**roles, "failed": cfailed,
+                          "verdict_methods": safety.methods([*classes["harm"].values(), *classes["refusal"].values()])}
+    if "sycophancy" in config.metrics:
+        data["sycophancy"] = {role: sycophancy.score_role(ok[role]["sycophancy"], **boot) for role in ROLES}
+    if "text" in config.metrics:
+        data["text"] = {role: text_stats.score_role([r for recs in ok[role].values() for r in recs]) for role in ROLES}
+    notes = []
+    if engines.trained is engines.base:
+        notes.append("trained and base are the same model config: one set of answers serves both, so every pair is a tie")
+    if engines.judge is engines.trained or engines.judge is engines.base:
+        notes.append("the judge is one of the compared models: expect self-preference")
+    data["notes"] = notes
+    data["wall_s"] = round(time.perf_counter() - started, 2)
+    return EvalReport.model_validate(data)
+
+
+class _NullProgress:
+    def record(self, record: dict[str, Any]) -> None:
+        return None
+
+    def skip(self, n: int) -> None:
+        return None
+
+
+def evaluate(config: EvalConfig, out_dir: Path, *, engines: EvalEngines | None = None,
+             progress: ProgressFactory | None = None) -> EvalReport:
+    """Synchronous wrapper of :func:`evaluate_async` (starts its own event loop)."""
+    return asyncio.run(evaluate_async(config, Path(out_dir), engines=engines, progress=progress))

@@ -1,0 +1,36 @@
+"""``manifest.json`` of an output dir: what produced it (versions, hashes, settings) and what it cost."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TRACKED_PACKAGES = ("cai-engine", "torch", "transformers", "datasets", "trl", "peft", "openai", "anthropic", "vllm")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_manifest(out_dir: Path, stage: str, data: dict[str, Any]) -> Path:
+    """Merge ``data`` under ``stages[stage]`` of ``out_dir/manifest.json`` (atomic replace)."""
+    path = out_dir / "manifest.json"
+    manifest: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    manifest["python"] = platform.python_version()
+    manifest["packages"] = package_versions()
+    manifest.setdefault("stages", {})[stage] = {**data, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
+    os.replace(tmp, path)
+    return path

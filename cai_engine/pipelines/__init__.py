@@ -1,0 +1,1 @@
+"""Plain async record -> record functions: revise (critique->revise) and judge (pairwise)."""

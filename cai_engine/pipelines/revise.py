@@ -1,0 +1,189 @@
+"""Critique -> revise: one prompt in, one revision record out (SL-CAI data).
+
+Per prompt: answer under the constitution's system prompt, then for each round sample
+``principles_per_round`` principles (seeded by the record id, so reruns and shards agree) and for
+each one ask for a critique and a revision, continuing the same conversation. Every raw request
+text, output, principle id, finish reason and token count is kept in the record, so a dataset can
+be audited and re-derived without calling a model again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from cai_engine.constitution import Constitution
+from cai_engine.engine.engine import Engine
+from cai_engine.engine.records import RecordStore, stable_hash
+from cai_engine.engine.runner import RunSummary, run_items
+from cai_engine.errors import CaiError
+from cai_engine.models.base import ChatRequest, Message, SamplingParams, Usage
+from cai_engine.prompts import revise as templates
+from cai_engine.sources import PromptItem
+
+RECORD_VERSION = 1
+
+
+class EmptyGeneration(CaiError):
+    """The model returned no text for a step; the record is saved as failed with this reason."""
+
+
+@dataclass
+class ReviseSettings:
+    """Everything that determines a revision record, besides the prompt itself."""
+
+    constitution: Constitution
+    params: SamplingParams
+    rounds: int
+    principles_per_round: int
+    few_shot: int  # how many of the constitution's few-shot examples to prepend to critique/revision calls
+    seed: int
+
+    def fingerprint(self, model_spec: str) -> dict[str, Any]:
+        return {
+            "v": RECORD_VERSION,
+            "constitution": self.constitution.hash,
+            "model": model_spec,
+            "params": self.params.model_dump(exclude={"seed"}),
+            "rounds": self.rounds,
+            "k": self.principles_per_round,
+            "few_shot": self.few_shot,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class _Conversation:
+    """The running chat of one record, plus what it cost."""
+
+    messages: list[Message]
+    usage: Usage = field(default_factory=Usage)
+    finish_reasons: list[str | None] = field(default_factory=list)
+
+
+def record_id(prompt: str, settings: ReviseSettings, model_spec: str) -> str:
+    return stable_hash({"prompt": prompt, **settings.fingerprint(model_spec)})
+
+
+def _step_seed(settings: ReviseSettings, rid: str, step: int) -> int:
+    """A distinct, reproducible seed per step so sampled steps differ yet reruns match."""
+    return int(stable_hash({"seed": settings.seed, "id": rid, "step": step}, length=8), 16)
+
+
+async def _ask(engine: Engine, conversation: _Conversation, params: SamplingParams, what: str) -> str:
+    response = await engine.generate(ChatRequest(messages=conversation.messages, params=params))
+    conversation.usage = conversation.usage + response.usage
+    conversation.finish_reasons.append(response.choices[0].finish_reason if response.choices else None)
+    text = response.text.strip()
+    if not text:
+        raise EmptyGeneration(f"empty {what} from {engine.spec}")
+    return text
+
+
+async def revise_one(prompt: str, rid: str, engine: Engine, settings: ReviseSettings) -> dict[str, Any]:
+    """Run the full critique->revise loop for one prompt and return its record."""
+    constitution = settings.constitution
+    started = time.perf_counter()
+    system = [Message(role="system", content=constitution.system_prompt)] if constitution.system_prompt else []
+    examples = [
+        (ex, constitution.principle(ex.principle) if ex.principle else None)
+        for ex in constitution.few_shot[: settings.few_shot]
+    ]
+    shots = templates.few_shot_messages(examples)
+
+    step = 0
+
+    def params_for_step() -> SamplingParams:
+        nonlocal step
+        step += 1
+        return settings.params.model_copy(update={"seed": _step_seed(settings, rid, step), "n": 1})
+
+    conversation = _Conversation(messages=[*system, Message(role="user", content=prompt)])
+    initial = await _ask(engine, conversation, params_for_step(), "initial response")
+    # Critique/revision calls see the worked examples before the real exchange.
+    conversation.messages = [*system, *shots, Message(role="user", content=prompt), Message(role="assistant", content=initial)]
+
+    rounds: list[dict[str, Any]] = []
+    current = initial
+    for round_index in range(settings.rounds):
+        principles = constitution.sample_principles(
+            settings.principles_per_round, key=rid, round=round_index, seed=settings.seed
+        )
+        for principle in principles:
+            critique_req = templates.critique_request(principle.critique)
+            conversation.messages.append(Message(role="user", content=critique_req))
+            critique = await _ask(engine, conversation, params_for_step(), f"critique (round {round_index})")
+            conversation.messages.append(Message(role="assistant", content=critique))
+
+            revision_req = templates.revision_request(principle.revision)
+            conversation.messages.append(Message(role="user", content=revision_req))
+            revision = templates.clean_revision(
+                await _ask(engine, conversation, params_for_step(), f"revision (round {round_index})")
+            )
+            if not revision:
+                raise EmptyGeneration(f"revision (round {round_index}) was only a label")
+            conversation.messages.append(Message(role="assistant", content=revision))
+            rounds.append(
+                {
+                    "round": round_index,
+                    "principle_id": principle.id,
+                    "critique_request": critique_req,
+                    "critique": critique,
+                    "revision_request": revision_req,
+                    "revision": revision,
+                }
+            )
+            current = revision
+
+    return {
+        "id": rid,
+        "status": "ok",
+        "version": RECORD_VERSION,
+        "prompt": prompt,
+        "system_prompt": constitution.system_prompt,
+        "constitution": {"name": constitution.name, "version": constitution.version, "hash": constitution.hash},
+        "model": engine.spec,
+        "params": settings.params.model_dump(exclude={"seed"}),
+        "seed": settings.seed,
+        "few_shot": settings.few_shot,
+        "initial_response": initial,
+        "rounds": rounds,
+        "final_response": current,
+        "finish_reasons": conversation.finish_reasons,
+        "usage": conversation.usage.model_dump(),
+        "latency_s": round(time.perf_counter() - started, 3),
+    }
+
+
+async def run_revise(
+    prompts: Iterable[PromptItem],
+    *,
+    engine: Engine,
+    settings: ReviseSettings,
+    out_path: Path,
+    concurrency: int,
+    retry_failed: bool = False,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_skip: Callable[[int], None] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> RunSummary:
+    """Stream ``prompts`` through :func:`revise_one`, appending records to ``out_path`` (resumable)."""
+    with RecordStore(out_path) as store:
+        return await run_items(
+            prompts,
+            record_id=lambda item: record_id(item.text, settings, engine.spec),
+            worker=lambda item, rid: revise_one(item.text, rid, engine, settings),
+            store=store,
+            concurrency=concurrency,
+            retry_failed=retry_failed,
+            failure_base=lambda item: {
+                "prompt": item.text,
+                "model": engine.spec,
+                "constitution": {"name": settings.constitution.name, "hash": settings.constitution.hash},
+            },
+            on_record=on_record,
+            on_skip=on_skip,
+            shard=shard,
+        )

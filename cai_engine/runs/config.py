@@ -1,0 +1,175 @@
+"""The schema of ``runs/NAME.yaml``: one file describes a whole RLAIF run.
+
+Each section is a pydantic model with ``extra="forbid"``, so a typo is a ``file:line``-free but
+precise error naming the field path. Training sections take any field of the matching stage
+config (see ``cai train STAGE --help``) except ``model``/``dataset``/``output_dir``, which the run
+wires from the previous stages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cai_engine.errors import ConfigError
+from cai_engine.models.base import ModelConfig
+
+STAGE_ORDER = ("revise", "sft", "pairs", "reward", "dpo", "orpo", "kto", "ppo", "grpo", "eval")
+PREFERENCE_STAGES = ("dpo", "orpo", "kto")
+RL_STAGES = ("ppo", "grpo")
+TRAINING_STAGES = ("sft", "reward", *PREFERENCE_STAGES, *RL_STAGES)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PromptSources(_Strict):
+    train: Path = Field(description="Prompts for revise/pairs/RL (jsonl/csv/parquet/txt or datasets dir).")
+    heldout: Path | None = Field(None, description="Held-out prompts for eval (default: the shipped eval set).")
+    column: str | None = Field(None, description="Prompt column name (default: prompt/instruction/question/...).")
+    limit: int | None = Field(None, ge=1, description="Use only the first N training prompts.")
+
+
+class RunModels(_Strict):
+    policy: ModelConfig = Field(default_factory=ModelConfig, description="The model that answers and is trained (local/... for training).")
+    judge: ModelConfig = Field(default_factory=ModelConfig, description="The AI judge (any backend).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _specs_as_strings(cls, data: Any) -> Any:
+        """Allow ``policy: local/smollm2`` as shorthand for ``policy: {spec: local/smollm2}``."""
+        if isinstance(data, dict):
+            return {k: {"spec": v} if isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
+class GenerationSettings(_Strict):
+    max_tokens: int = Field(128, ge=1, description="Max tokens per generation step.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0 = greedy).")
+    concurrency: int | None = Field(None, ge=1, description="Items in flight (default: the model's max_concurrency).")
+    seed: int = Field(0, description="Seed for principle sampling and per-step seeds.")
+
+
+class ReviseStage(_Strict):
+    rounds: int | None = Field(None, ge=0, description="Critique->revise rounds (default: the constitution's).")
+    principles_per_round: int | None = Field(None, ge=1, description="Principles per round (default: the constitution's).")
+    few_shot: int | None = Field(None, ge=0, description="Few-shot examples prepended (default: all).")
+
+
+class PairsStage(_Strict):
+    source: Literal["revisions", "samples"] = Field("revisions", description="initial vs revised answer, or two samples of the policy.")
+    sample_temperature: float = Field(0.8, ge=0, le=2, description="Temperature for source=samples.")
+    principles_per_judgment: int | None = Field(None, ge=1, description="Principles ensembled per pair.")
+    cot: bool = Field(False, description="Chain of thought before the verdict (clamped).")
+    min_confidence: float = Field(0.5, ge=0.5, le=1, description="Drop pairs below this judge confidence in the export.")
+    drop_inconsistent: bool = Field(False, description="Drop pairs judged differently in the two orders.")
+
+
+class EvalStage(_Strict):
+    limit: int | None = Field(None, ge=1, description="Prompts per eval set.")
+    max_tokens: int | None = Field(None, ge=1, description="Max tokens of eval answers (default: generation.max_tokens).")
+
+
+class RunConfig(_Strict):
+    name: str = Field(description="Run name; outputs go to runs/NAME/ next to the YAML unless out_dir is set.")
+    out_dir: Path | None = Field(None, description="Where outputs go (default: runs/NAME beside the config file).")
+    constitution: str = Field(description="Constitution path (relative to the config file) or shipped name.")
+    prompts: PromptSources
+    models: RunModels = Field(default_factory=RunModels)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    stages: list[str] = Field(description=f"Stages in order, from: {', '.join(STAGE_ORDER)}.")
+    revise: ReviseStage = Field(default_factory=ReviseStage)
+    pairs: PairsStage = Field(default_factory=PairsStage)
+    train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per training stage: fields of its config.")
+    eval: EvalStage = Field(default_factory=EvalStage)
+    use_cache: bool = Field(True, description="Use the response cache for model calls.")
+    max_cost_usd: float | None = Field(None, ge=0, description="Stop generation stages once this much is spent.")
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> "RunConfig":
+        unknown = [s for s in self.stages if s not in STAGE_ORDER]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; choose from {', '.join(STAGE_ORDER)}")
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError("a stage is listed twice")
+        positions = [STAGE_ORDER.index(s) for s in self.stages]
+        if positions != sorted(positions):
+            raise ValueError(f"stages must follow the order {' -> '.join(STAGE_ORDER)}")
+        if sum(s in PREFERENCE_STAGES for s in self.stages) > 1 or sum(s in RL_STAGES for s in self.stages) > 1:
+            raise ValueError("pick one preference stage (dpo|orpo|kto) and at most one RL stage (ppo|grpo)")
+        if "sft" in self.stages and "revise" not in self.stages:
+            raise ValueError("sft trains on the revise stage's output: add 'revise' before it")
+        needs_pairs = [s for s in self.stages if s in (*PREFERENCE_STAGES, "reward")]
+        if needs_pairs and "pairs" not in self.stages:
+            raise ValueError(f"{needs_pairs[0]} trains on judged pairs: add 'pairs' before it")
+        if self.pairs.source == "revisions" and "pairs" in self.stages and "revise" not in self.stages:
+            raise ValueError("pairs.source 'revisions' needs the 'revise' stage (or set pairs.source: samples)")
+        if "ppo" in self.stages and "reward" not in self.stages:
+            raise ValueError("ppo needs a reward model: add 'reward' before it")
+        for stage, fields in self.train.items():
+            if stage not in TRAINING_STAGES:
+                raise ValueError(f"train.{stage}: not a training stage ({', '.join(TRAINING_STAGES)})")
+            wired = {"model", "dataset", "output_dir"} & set(fields)
+            if wired:
+                raise ValueError(f"train.{stage}: {', '.join(sorted(wired))} are wired by the run; remove them")
+        return self
+
+
+def load_run_config(path: Path) -> tuple[RunConfig, Path]:
+    """Parse a run YAML; returns the config and its run dir. Errors name the file and field."""
+    if not path.exists():
+        raise ConfigError(f"run config {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a run config must be a mapping (name, constitution, prompts, stages, ...)")
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        line = _line_of(path, first["loc"])
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: {loc}: {first['msg']}") from None
+    base = path.parent
+    out_dir = _relative(base, config.out_dir or Path(config.name))
+    config.prompts.train = _relative(base, config.prompts.train)
+    if config.prompts.heldout is not None:
+        config.prompts.heldout = _relative(base, config.prompts.heldout)
+    if config.constitution.endswith((".yaml", ".yml", ".json")):
+        config.constitution = str(_relative(base, Path(config.constitution)))
+    return config, out_dir
+
+
+def _relative(base: Path, path: Path) -> Path:
+    """Paths in a run config are relative to the config file, so a run works from any cwd."""
+    return path if path.is_absolute() else base / path
+
+
+def _line_of(path: Path, loc: tuple[Any, ...]) -> int | None:
+    """Line of the deepest YAML node on ``loc`` (best effort, for error messages)."""
+    try:
+        node = yaml.compose(path.read_text())
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

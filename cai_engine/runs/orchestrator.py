@@ -1,0 +1,153 @@
+"""Drive a run: for each stage, skip it when done for the same inputs, else run (or resume) it.
+
+``runs/NAME/`` gets ``run.yaml`` (the resolved config; model configs hold key *variable names*,
+never keys), ``state.json`` (stage fingerprints and outputs), ``manifest.json`` (versions, hashes,
+counts, tokens, cost, wall time per stage) and ``report.md`` with its plots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cai_engine.constitution import load_constitution
+from cai_engine.engine.records import stable_hash
+from cai_engine.errors import CaiError
+from cai_engine.manifest import write_manifest
+from cai_engine.runs import stages as S
+from cai_engine.runs.config import PREFERENCE_STAGES, RL_STAGES, RunConfig, load_run_config
+from cai_engine.runs.state import RunState
+
+GENERATION_STAGES = ("revise", "pairs", "eval")  # record stores: an interrupted attempt resumes
+
+
+def _file_hash(path: Path | None) -> str | None:
+    if path is None or not path.exists():
+        return None
+    if path.is_dir():
+        return stable_hash(sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file()))
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def stage_fingerprint(config: RunConfig, constitution_hash: str, stage: str, upstream: str) -> str:
+    """Hash of what determines a stage's outputs: its settings, the shared inputs, and upstream stages."""
+    settings: dict[str, Any] = {
+        "revise": config.revise.model_dump(mode="json"),
+        "pairs": config.pairs.model_dump(mode="json"),
+        "eval": config.eval.model_dump(mode="json"),
+    }.get(stage, config.train.get(stage, {}))
+    return stable_hash(
+        {
+            "stage": stage,
+            "settings": settings,
+            "upstream": upstream,
+            "constitution": constitution_hash,
+            "prompts": config.prompts.model_dump(mode="json") | {"train_hash": _file_hash(config.prompts.train)},
+            "heldout_hash": _file_hash(config.prompts.heldout) if stage == "eval" else None,
+            "models": config.models.model_dump(mode="json", include={"policy": {"spec"}, "judge": {"spec"}}),
+            "generation": config.generation.model_dump(mode="json", exclude={"concurrency"}),
+        }
+    )
+
+
+async def _run_stage(ctx: S.RunContext, stage: str) -> dict[str, Any]:
+    if stage == "revise":
+        return await S.stage_revise(ctx)
+    if stage == "sft":
+        return await S.stage_sft(ctx)
+    if stage == "pairs":
+        return await S.stage_pairs(ctx)
+    if stage == "reward":
+        return await S.stage_reward(ctx)
+    if stage in PREFERENCE_STAGES:
+        return await S.stage_preference(ctx, stage)
+    if stage in RL_STAGES:
+        return await S.stage_rl(ctx, stage)
+    if stage == "eval":
+        return await S.stage_eval(ctx)
+    raise CaiError(f"unknown stage {stage!r}")
+
+
+def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) -> Path:
+    """Run every stage of ``config_path`` in order; returns the run dir."""
+    config, run_dir = load_run_config(config_path)
+    if from_stage is not None and from_stage not in config.stages:
+        raise CaiError(f"--from {from_stage}: not a stage of this run ({', '.join(config.stages)})")
+    constitution = load_constitution(config.constitution)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    state = RunState.load(run_dir)
+    ctx = S.RunContext(config=config, run_dir=run_dir, constitution=constitution)
+    upstream = ""
+    forced = False
+    for stage in config.stages:
+        fingerprint = stage_fingerprint(config, constitution.hash, stage, upstream)
+        upstream = fingerprint
+        forced = forced or stage == from_stage
+        if not forced and state.is_done(stage, fingerprint):
+            ctx.outputs[stage] = state.stages[stage].outputs
+            echo(f"[{stage}] up to date, skipped")
+            continue
+        resuming = state.begin(stage, fingerprint, ctx.stage_dir(stage), resumable=stage in GENERATION_STAGES and not forced)
+        state.save(run_dir)
+        echo(f"[{stage}] {'resuming' if resuming else 'running'}")
+        started = time.perf_counter()
+        try:
+            outputs = asyncio.run(_run_stage(ctx, stage))
+        except BaseException as exc:
+            entry = state.stages[stage]
+            entry.status = "failed" if isinstance(exc, Exception) else "running"
+            entry.error = str(exc)[:500]
+            state.save(run_dir)
+            raise
+        outputs = {k: str(v) if isinstance(v, Path) else v for k, v in outputs.items()}
+        wall = round(time.perf_counter() - started, 2)
+        entry = state.stages[stage]
+        entry.status, entry.outputs, entry.wall_s = "done", outputs, wall
+        state.save(run_dir)
+        ctx.outputs[stage] = outputs
+        write_manifest(
+            run_dir,
+            stage,
+            {
+                "fingerprint": fingerprint,
+                "wall_s": wall,
+                "constitution": {"name": constitution.name, "hash": constitution.hash},
+                "inputs": {"prompts": str(config.prompts.train), "prompts_hash": _file_hash(config.prompts.train)},
+                "outputs": outputs,
+                "engine": ctx.engine_stats.get(stage),
+            },
+        )
+        echo(f"[{stage}] done in {wall:.1f}s")
+    from cai_engine.runs.report import write_report
+
+    report = write_report(run_dir)
+    echo(f"report: {report}")
+    return run_dir
+
+
+def status(run_dir: Path) -> list[tuple[str, str, str]]:
+    """``(stage, status, detail)`` rows for ``cai status``."""
+    if not (run_dir / "state.json").exists():
+        raise CaiError(f"{run_dir} has no state.json: not a run dir, or the run has not started (cai run runs/NAME.yaml)")
+    config = yaml.safe_load((run_dir / "run.yaml").read_text()) if (run_dir / "run.yaml").exists() else {}
+    state = RunState.load(run_dir)
+    rows = []
+    for stage in config.get("stages", list(state.stages)):
+        entry = state.stages.get(stage)
+        if entry is None:
+            rows.append((stage, "pending", ""))
+            continue
+        detail = f"{entry.wall_s:.1f}s" if entry.wall_s is not None else ""
+        if entry.status == "done" and "rows" in entry.outputs:
+            detail += f", {entry.outputs['rows']} rows"
+        if entry.error:
+            detail += f" ({entry.error[:120]})"
+        rows.append((stage, entry.status, detail.strip(", ")))
+    return rows

@@ -1,0 +1,189 @@
+"""``runs/NAME/report.md`` with PNG plots: did the loop help, and what did it cost?
+
+Everything is derived from files the stages wrote (state.json, metrics.jsonl, pairs.jsonl,
+eval.json), so ``cai report`` can regenerate it at any time without touching a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cai_engine.engine.records import latest_records, read_jsonl
+from cai_engine.runs.state import RunState, read_json
+
+CURVE_KEYS = ("loss", "rewards/margins", "reward_mean", "kl", "objective/kl", "response_length", "mean_length", "eval_accuracy", "accuracy")
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _training_curves(run_dir: Path, state: RunState, plots: Path) -> Path | None:
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for stage, entry in state.stages.items():
+        metrics = entry.outputs.get("metrics")
+        if not metrics or not Path(metrics).exists():
+            continue
+        for row in read_jsonl(Path(metrics)):
+            step = row.get("step", row.get("global_step"))
+            if step is None:
+                continue
+            for key in CURVE_KEYS:
+                if isinstance(row.get(key), (int, float)):
+                    series.setdefault(stage, {}).setdefault(key, []).append((float(step), float(row[key])))
+    if not series:
+        return None
+    plt = _plt()
+    keys = sorted({k for s in series.values() for k in s}, key=CURVE_KEYS.index)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for stage, by_key in series.items():
+            if key in by_key:
+                xs, ys = zip(*by_key[key])
+                ax.plot(xs, ys, marker="o", markersize=3, label=stage)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.suptitle("Training curves")
+    fig.tight_layout()
+    path = plots / "training_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _judge_confidence(pairs: list[dict[str, Any]], plots: Path) -> Path | None:
+    confidences = [r["confidence"] for r in pairs if isinstance(r.get("confidence"), (int, float))]
+    if not confidences:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    consistent = [r["confidence"] for r in pairs if r.get("consistent") and isinstance(r.get("confidence"), (int, float))]
+    inconsistent = [r["confidence"] for r in pairs if not r.get("consistent") and isinstance(r.get("confidence"), (int, float))]
+    ax.hist([consistent, inconsistent], bins=10, range=(0.5, 1.0), stacked=True, label=["position-consistent", "inconsistent"])
+    ax.set_xlabel("judge confidence P(chosen better)")
+    ax.set_ylabel("pairs")
+    ax.set_title("Judge confidence")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = plots / "judge_confidence.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _lengths(pairs: list[dict[str, Any]], evaluation: dict[str, Any], plots: Path) -> Path | None:
+    from cai_engine.pipelines.aggregate import chosen_rejected
+
+    chosen_rejected_pairs = [p for p in (chosen_rejected(r) for r in pairs if r.get("chosen") in ("a", "b")) if p]
+    model_lengths = evaluation.get("lengths_chars", {})  # {"trained": [...], "base": [...]}
+    panels = []
+    if chosen_rejected_pairs:
+        panels.append(("pairs: chosen vs rejected", {"chosen": [len(c) for c, _ in chosen_rejected_pairs], "rejected": [len(r) for _, r in chosen_rejected_pairs]}))
+    if model_lengths.get("trained") and model_lengths.get("base"):
+        panels.append(("eval answers: base vs trained", {"base": model_lengths["base"], "trained": model_lengths["trained"]}))
+    if not panels:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.4), squeeze=False)
+    for ax, (title, groups) in zip(axes[0], panels):
+        ax.hist(list(groups.values()), bins=12, label=list(groups), alpha=0.8)
+        ax.set_title(title)
+        ax.set_xlabel("characters")
+        ax.legend(fontsize=8)
+    fig.suptitle("Length distributions")
+    fig.tight_layout()
+    path = plots / "lengths.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _win_rates(evaluation: dict[str, Any], plots: Path) -> Path | None:
+    rates = evaluation.get("rates_for_plot")  # [{"name", "value", "low", "high"}]
+    if not rates:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    names = [r["name"] for r in rates]
+    values = [r["value"] for r in rates]
+    lows = [r["value"] - (r.get("low") if r.get("low") is not None else r["value"]) for r in rates]
+    highs = [(r.get("high") if r.get("high") is not None else r["value"]) - r["value"] for r in rates]
+    ax.bar(names, values, yerr=[lows, highs], capsize=4, color="#4c78a8")
+    ax.set_ylim(0, 1)
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_ylabel("rate (95% CI)")
+    ax.set_title("Evaluation: trained vs base")
+    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    fig.tight_layout()
+    path = plots / "win_rates.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "n/a" if value is None else str(value)
+
+
+def write_report(run_dir: Path) -> Path:
+    """(Re)write ``run_dir/report.md`` and ``run_dir/plots/*.png``; returns the report path."""
+    state = RunState.load(run_dir)
+    manifest = read_json(run_dir / "manifest.json")
+    plots = run_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    pairs_file = state.stages.get("pairs") and state.stages["pairs"].outputs.get("records")
+    pairs = latest_records(Path(pairs_file), status="ok") if pairs_file and Path(pairs_file).exists() else []
+    eval_file = state.stages.get("eval") and state.stages["eval"].outputs.get("eval_json")
+    evaluation = json.loads(Path(eval_file).read_text()) if eval_file and Path(eval_file).exists() else {}
+
+    headline: list[tuple[str, Any]] = []
+    revise = state.stages.get("revise")
+    if revise and revise.status == "done":
+        headline.append(("SFT rows (revisions)", revise.outputs.get("rows")))
+    pairs_state = state.stages.get("pairs")
+    if pairs_state and pairs_state.status == "done":
+        figures = pairs_state.outputs.get("figures", {})
+        headline += [
+            ("preference pairs exported", pairs_state.outputs.get("rows")),
+            ("judge position consistency", figures.get("position_consistency_rate")),
+            ("longer answer wins", figures.get("longer_wins_rate")),
+        ]
+    for stage, entry in state.stages.items():
+        loss = entry.outputs.get("final_metrics", {}).get("train_loss") if entry.outputs else None
+        if loss is not None:
+            headline.append((f"{stage} final train loss", loss))
+    headline += [(name, value) for name, value in evaluation.get("headline", {}).items()]
+    cost = sum((s.get("engine") or {}).get("cost_usd", 0) for s in manifest.get("stages", {}).values() if isinstance(s.get("engine"), dict))
+    tokens = sum((s.get("engine") or {}).get("output_tokens", 0) for s in manifest.get("stages", {}).values() if isinstance(s.get("engine"), dict))
+
+    images = [
+        p for p in (
+            _training_curves(run_dir, state, plots),
+            _judge_confidence(pairs, plots),
+            _win_rates(evaluation, plots),
+            _lengths(pairs, evaluation, plots),
+        ) if p is not None
+    ]
+    lines = [f"# Run report: {run_dir.name}", "", "| figure | value |", "|---|---|"]
+    lines += [f"| {name} | {_fmt(value)} |" for name, value in headline]
+    lines += [f"| generated tokens (all stages) | {tokens} |", f"| cost (USD) | {cost:.4f} |", "", "## Stages", "",
+              "| stage | status | wall s |", "|---|---|---|"]
+    lines += [f"| {stage} | {entry.status} | {_fmt(entry.wall_s)} |" for stage, entry in state.stages.items()]
+    lines += ["", "## Plots", ""]
+    lines += [f"![{p.stem}](plots/{p.name})" for p in images]
+    if evaluation.get("markdown"):
+        lines += ["", "## Evaluation details", "", evaluation["markdown"]]
+    lines.append("")
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,199 @@
+"""One function per run stage. Each reads what earlier stages left in the run dir and returns its outputs.
+
+Generation stages (revise, pairs) stream through the same pipelines as ``cai revise``/``cai judge``
+and resume from their record files; training stages call :func:`cai_engine.training.run_stage`
+with the model/dataset/output wiring filled in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from cai_engine.constitution import Constitution
+from cai_engine.engine.engine import Engine
+from cai_engine.engine.factory import build_engine
+from cai_engine.models.base import ModelConfig, SamplingParams
+from cai_engine.runs.config import RunConfig
+
+
+@dataclass
+class RunContext:
+    config: RunConfig
+    run_dir: Path
+    constitution: Constitution
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> its outputs (from state)
+    engine_stats: dict[str, Any] = field(default_factory=dict)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+    def engine(self, config: ModelConfig) -> Engine:
+        return build_engine(config, use_cache=self.config.use_cache, max_cost_usd=self.config.max_cost_usd)
+
+    def params(self, **update: Any) -> SamplingParams:
+        gen = self.config.generation
+        return self.config.models.policy.defaults.model_copy(
+            update={"max_tokens": gen.max_tokens, "temperature": gen.temperature, **update}
+        )
+
+    def base_policy_path(self) -> Path:
+        from cai_engine.training.common import resolve_model_path
+
+        return resolve_model_path(self.config.models.policy.spec, what="policy model")
+
+    def current_policy(self) -> Path:
+        """The newest trained policy (after sft / dpo / ppo ...), else the base policy."""
+        for stage in ("grpo", "ppo", "kto", "orpo", "dpo", "sft"):
+            if stage in self.outputs and "model_dir" in self.outputs[stage]:
+                return Path(self.outputs[stage]["model_dir"])
+        return self.base_policy_path()
+
+    def policy_config(self, path: Path) -> ModelConfig:
+        """The policy's generation config pointed at a local checkpoint."""
+        return self.config.models.policy.model_copy(update={"spec": f"local/{path}"})
+
+
+async def _records_stage(description: str, engines: list[Engine], total: int, run: Callable[..., Any]) -> Any:
+    from cai_engine.cli.progress import RunProgress
+
+    with RunProgress(description, total, engines) as progress:
+        return await run(on_record=progress.record, on_skip=progress.skip)
+
+
+async def stage_revise(ctx: RunContext) -> dict[str, Any]:
+    from cai_engine.exports.sft import export_sft
+    from cai_engine.pipelines.revise import ReviseSettings, run_revise
+    from cai_engine.sources import count_prompts, iter_prompts
+
+    cfg, constitution = ctx.config, ctx.constitution
+    settings = ReviseSettings(
+        constitution=constitution,
+        params=ctx.params(),
+        rounds=constitution.sampling.rounds if cfg.revise.rounds is None else cfg.revise.rounds,
+        principles_per_round=cfg.revise.principles_per_round or constitution.sampling.principles_per_round,
+        few_shot=len(constitution.few_shot) if cfg.revise.few_shot is None else min(cfg.revise.few_shot, len(constitution.few_shot)),
+        seed=cfg.generation.seed,
+    )
+    out = ctx.stage_dir("revise")
+    engine = ctx.engine(cfg.models.policy)
+    try:
+        summary = await _records_stage(
+            "revise",
+            [engine],
+            count_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit),
+            lambda **cb: run_revise(
+                iter_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit),
+                engine=engine, settings=settings, out_path=out / "revisions.jsonl",
+                concurrency=cfg.generation.concurrency or cfg.models.policy.max_concurrency, **cb,
+            ),
+        )
+    finally:
+        ctx.engine_stats["revise"] = engine.stats.model_dump()
+        await engine.aclose()
+    figures = export_sft(out, out / "sft")
+    return {"records": out / "revisions.jsonl", "sft_export": out / "sft", "new": summary.done,
+            "failed": figures["records_failed"], "rows": figures["rows_exported"]}
+
+
+async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
+    from cai_engine.exports.preference import export_preference
+    from cai_engine.pipelines.candidates import CandidateGenerator, prompt_pairs, revision_pairs
+    from cai_engine.pipelines.judge import JudgeSettings, run_judge
+    from cai_engine.sources import count_prompts
+
+    cfg, constitution = ctx.config, ctx.constitution
+    out = ctx.stage_dir("pairs")
+    judge = ctx.engine(cfg.models.judge)
+    engines = [judge]
+    generator = None
+    if cfg.pairs.source == "revisions":
+        records = Path(ctx.outputs["revise"]["records"])
+        pairs = list(revision_pairs(records))
+    else:
+        policy = ctx.engine(ctx.policy_config(ctx.current_policy()))
+        engines.append(policy)
+        generator = CandidateGenerator(
+            "samples", policy, ctx.params(temperature=cfg.pairs.sample_temperature),
+            system_prompt=None, seed=cfg.generation.seed,
+        )
+        pairs = list(prompt_pairs("samples", cfg.prompts.train, generator.recipe(), cfg.prompts.column, cfg.prompts.limit))
+    settings = JudgeSettings(
+        constitution=constitution,
+        principles_per_judgment=cfg.pairs.principles_per_judgment or constitution.sampling.principles_per_judgment,
+        cot=cfg.pairs.cot,
+        seed=cfg.generation.seed,
+    )
+    try:
+        summary = await _records_stage(
+            "pairs",
+            engines,
+            len(pairs),
+            lambda **cb: run_judge(
+                pairs, engine=judge, settings=settings, out_path=out / "pairs.jsonl",
+                concurrency=cfg.generation.concurrency or cfg.models.judge.max_concurrency, generator=generator, **cb,
+            ),
+        )
+    finally:
+        ctx.engine_stats["pairs"] = {e.spec: e.stats.model_dump() for e in engines}
+        for engine in engines:
+            await engine.aclose()
+    exports = {}
+    for kind in ("dpo", "reward"):
+        figures = export_preference(
+            out, out / kind, kind=kind, min_confidence=cfg.pairs.min_confidence, drop_inconsistent=cfg.pairs.drop_inconsistent
+        )
+        exports[kind] = figures
+    return {"records": out / "pairs.jsonl", "dpo_export": out / "dpo", "reward_export": out / "reward", "new": summary.done,
+            "rows": exports["dpo"].get("rows_exported", exports["dpo"].get("rows")), "figures": exports["dpo"]}
+
+
+def _train(ctx: RunContext, stage: str, model: Path, dataset: Path, **wired: Any) -> dict[str, Any]:
+    from cai_engine.training import load_stage_config, run_stage
+
+    fields = {**ctx.config.train.get(stage, {}), "model": str(model), "dataset": str(dataset),
+              "output_dir": str(ctx.stage_dir(stage)), **wired}
+    training_stage = "grpo" if stage == "grpo" else stage
+    result = run_stage(training_stage, load_stage_config(training_stage, None, **fields))
+    return {"model_dir": result.model_dir, "metrics": result.metrics_path, "final_metrics": result.final_metrics, **result.extra}
+
+
+async def stage_sft(ctx: RunContext) -> dict[str, Any]:
+    fields = ctx.config.train.get("sft", {})
+    # Later stages need a full checkpoint to start from, so the run merges the SFT adapter by default.
+    merge = fields.get("merge", True)
+    return _train(ctx, "sft", ctx.base_policy_path(), Path(ctx.outputs["revise"]["sft_export"]), merge=merge)
+
+
+async def stage_reward(ctx: RunContext) -> dict[str, Any]:
+    return _train(ctx, "reward", ctx.base_policy_path(), Path(ctx.outputs["pairs"]["reward_export"]))
+
+
+async def stage_preference(ctx: RunContext, stage: str) -> dict[str, Any]:
+    return _train(ctx, stage, ctx.current_policy(), Path(ctx.outputs["pairs"]["dpo_export"]))
+
+
+async def stage_rl(ctx: RunContext, stage: str) -> dict[str, Any]:
+    wired: dict[str, Any] = {}
+    if "reward" in ctx.outputs:
+        wired["reward_model"] = str(ctx.outputs["reward"]["model_dir"])
+    return _train(ctx, stage, ctx.current_policy(), Path(ctx.outputs["pairs"]["dpo_export"]), **wired)
+
+
+async def stage_eval(ctx: RunContext) -> dict[str, Any]:
+    from cai_engine.evaluation.runner import evaluate
+
+    cfg = ctx.config
+    report = await evaluate(
+        model=ctx.policy_config(ctx.current_policy()),
+        base_model=cfg.models.policy,
+        judge_model=cfg.models.judge,
+        constitution=ctx.constitution,
+        out_dir=ctx.stage_dir("eval"),
+        heldout=cfg.prompts.heldout,
+        limit=cfg.eval.limit,
+        params=ctx.params(max_tokens=cfg.eval.max_tokens or cfg.generation.max_tokens),
+        use_cache=cfg.use_cache,
+    )
+    return {"eval_json": ctx.stage_dir("eval") / "eval.json", "headline": report.headline()}

@@ -1,0 +1,176 @@
+"""``cai constitution preview``: a handful of prompts through critique->revise (+ judge), side by side.
+
+An author edits a principle and wants to see its effect in a minute, not after a full run. This
+runs the real pipelines (:func:`cai_engine.pipelines.revise.revise_one`, and
+:func:`cai_engine.pipelines.judge.judge_pair` on initial vs revised answer, both orders) on the
+first ``n`` prompts, concurrently, and renders each prompt as initial | revised columns with the
+critiques between them and the judge's probabilities underneath. The records are the same shape as
+``cai revise`` / ``cai judge`` records, so ``--out`` can be opened with ``cai view``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from statistics import fmean
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from cai_engine.engine.engine import Engine
+from cai_engine.engine.records import stable_hash
+from cai_engine.errors import CaiError
+from cai_engine.pipelines.revise import ReviseSettings, record_id, revise_one
+
+
+@dataclass
+class PreviewItem:
+    """One prompt's revision record and, when a judge ran, its pair record (a = initial, b = revised)."""
+
+    prompt: str
+    revision: dict[str, Any]
+    pair: dict[str, Any] | None = None
+
+
+def _failed(prompt: str, rid: str, engine: Engine, settings: ReviseSettings, exc: Exception) -> dict[str, Any]:
+    return {
+        "id": rid, "status": "failed", "prompt": prompt, "model": engine.spec,
+        "constitution": {"name": settings.constitution.name, "hash": settings.constitution.hash},
+        "error": f"{type(exc).__name__}: {exc}",
+    }
+
+
+async def _judge(item: PreviewItem, judge_engine: Engine, judge_settings: Any) -> None:
+    from cai_engine.pipelines.candidates import Candidate, PairSpec
+    from cai_engine.pipelines.judge import judge_pair, pair_id
+
+    rec = item.revision
+    base = {"revision_id": rec["id"], "model": rec.get("model")}
+    spec = PairSpec(
+        prompt=rec["prompt"],
+        origin={"kind": "revisions", "file": "preview", "revision_id": rec["id"]},
+        a=Candidate(rec["initial_response"], {**base, "kind": "initial"}),
+        b=Candidate(rec["final_response"], {**base, "kind": "revision", "rounds": len(rec.get("rounds", []))}),
+    )
+    item.pair = await judge_pair(spec, pair_id(spec, judge_settings, judge_engine.spec), judge_engine, judge_settings)
+
+
+async def run_preview(
+    prompts: list[str],
+    *,
+    engine: Engine,
+    settings: ReviseSettings,
+    judge_engine: Engine | None = None,
+    judge_settings: Any = None,
+    rid_salt: str | None = None,
+) -> list[PreviewItem]:
+    """Revise every prompt (and judge initial vs revised when a judge is given), concurrently.
+
+    A prompt that fails becomes a failed record (shown, not raised), like in ``cai revise``.
+    ``rid_salt`` replaces the record id's constitution-dependent part, so two constitutions
+    previewed with the same salt draw the same step seeds (see :mod:`.diff`).
+    """
+
+    async def one(prompt: str) -> PreviewItem:
+        rid = (
+            stable_hash({"prompt": prompt, "salt": rid_salt, "seed": settings.seed, "model": engine.spec})
+            if rid_salt is not None
+            else record_id(prompt, settings, engine.spec)
+        )
+        try:
+            item = PreviewItem(prompt, await revise_one(prompt, rid, engine, settings))
+        except (CaiError, ValueError, RuntimeError) as exc:
+            return PreviewItem(prompt, _failed(prompt, rid, engine, settings, exc))
+        if judge_engine is not None and judge_settings is not None:
+            try:
+                await _judge(item, judge_engine, judge_settings)
+            except (CaiError, ValueError, RuntimeError) as exc:
+                item.pair = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        return item
+
+    return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+
+def p_revised(pair: dict[str, Any]) -> dict[str, float | None] | None:
+    """P(revised better) overall and as seen in each order (a = initial, b = revised)."""
+    if not pair or pair.get("status") != "ok":
+        return None
+    per = list((pair.get("per_principle") or {}).values())
+    ab = [v["p_a_ab"] for v in per if v.get("p_a_ab") is not None]
+    ba = [v["p_a_ba"] for v in per if v.get("p_a_ba") is not None]
+    return {
+        "p": 1.0 - pair["p_a_better"],
+        "ab": 1.0 - fmean(ab) if ab else None,
+        "ba": 1.0 - fmean(ba) if ba else None,
+    }
+
+
+def _fmt(p: float | None) -> str:
+    return "-" if p is None else f"{p:.2f}"
+
+
+def judge_line(pair: dict[str, Any] | None) -> Text:
+    if pair is None:
+        return Text("judge: not run", style="dim")
+    if pair.get("status") != "ok":
+        return Text(f"judge failed: {pair.get('error', '?')}", style="red")
+    probs = p_revised(pair)
+    assert probs is not None
+    winner = {"a": "initial", "b": "revised", "tie": "tie"}[pair["chosen"]]
+    style = "green" if pair["chosen"] == "b" else "yellow" if pair["chosen"] == "tie" else "red"
+    text = Text("judge ", style="bold")
+    text.append(f"prefers {winner}", style=style)
+    text.append(
+        f"  P(revised better) = {_fmt(probs['p'])}  (revised shown second: {_fmt(probs['ab'])}, "
+        f"revised shown first: {_fmt(probs['ba'])})  "
+        f"{'consistent' if pair.get('consistent') else 'INCONSISTENT across orders'}  "
+        f"principles: {', '.join(pair.get('principles', []))}"
+    )
+    return text
+
+
+def render_item(item: PreviewItem, index: int, total: int, console: Console, *, clip: int = 1200) -> None:
+    rec = item.revision
+    title = f"[{index}/{total}] {_clip(item.prompt, 200)}"
+    if rec.get("status") != "ok":
+        console.print(Panel(Text(rec.get("error", "failed"), style="red"), title=title, border_style="red"))
+        return
+    table = Table(show_header=True, expand=True, show_lines=True)
+    table.add_column("initial", ratio=1, overflow="fold")
+    rounds = rec.get("rounds", [])
+    table.add_column(f"revised ({len(rounds)} round{'s' * (len(rounds) != 1)})", ratio=1, overflow="fold")
+    table.add_row(_clip(rec["initial_response"], clip), _clip(rec["final_response"], clip))
+    critiques = Text()
+    for r in rounds:
+        critiques.append(f"round {r['round']} · {r['principle_id']}: ", style="bold cyan")
+        critiques.append(_clip(r["critique"], clip // 2) + "\n")
+    lengths = Text(f"length {len(rec['initial_response'])} -> {len(rec['final_response'])} chars", style="dim")
+    console.print(Panel(Group(table, critiques, judge_line(item.pair), lengths), title=title, title_align="left"))
+
+
+def summary_line(items: list[PreviewItem]) -> str:
+    ok = [i for i in items if i.revision.get("status") == "ok"]
+    parts = [f"{len(ok)}/{len(items)} revised"]
+    judged = [p_revised(i.pair) for i in ok if i.pair]
+    judged = [j for j in judged if j is not None]
+    if judged:
+        wins = sum(1 for j in judged if (j["p"] or 0) > 0.5)
+        parts.append(f"judge prefers the revision in {wins}/{len(judged)} (mean P = {fmean(j['p'] or 0 for j in judged):.2f})")
+    if ok:
+        growth = fmean(len(i.revision["final_response"]) / max(1, len(i.revision["initial_response"])) for i in ok)
+        parts.append(f"revisions are {growth:.2f}x the initial length on average")
+    return "; ".join(parts)
+
+
+def render_preview(items: list[PreviewItem], console: Console) -> None:
+    for n, item in enumerate(items, 1):
+        render_item(item, n, len(items), console)
+    console.print(summary_line(items))
+
+
+def _clip(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
