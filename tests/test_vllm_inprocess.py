@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -26,6 +27,7 @@ from cai_engine.errors import ModelError  # noqa: E402
 from cai_engine.models.base import ChatRequest, Message, ModelConfig, SamplingParams  # noqa: E402
 from cai_engine.models.registry import create_model  # noqa: E402
 from cai_engine.models.vllm_backend import VLLMBackend  # noqa: E402
+from vllm_runs import assert_same_records, revise_and_judge, transformers_reference  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(600)]
 
@@ -118,6 +120,17 @@ async def test_concurrent_requests_are_batched_by_vllm(backend: VLLMBackend) -> 
     assert all(r.text for r in responses)
     assert peak >= 4, f"only {peak} requests were in the engine at once"
     assert engine.stats.requests == 8 and engine.stats.errors == 0
+
+
+async def test_revise_and_judge_runs_match_the_transformers_backend(
+    backend: VLLMBackend, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A revise run and a judge run (verdicts from logprobs) on vllm/smollm2 give the same records as local/."""
+    engine = Engine(backend, ModelConfig(spec="vllm/smollm2", max_concurrency=8))
+    got = await revise_and_judge(engine, tmp_path_factory.mktemp("vllm-inprocess"))
+    reference = await transformers_reference(Path(backend.model_path), tmp_path_factory.mktemp("transformers"))
+    assert_same_records(got, reference, "vllm/smollm2")
+    assert engine.stats.errors == 0
 
 
 async def test_unknown_engine_argument_is_one_clear_line() -> None:

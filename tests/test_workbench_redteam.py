@@ -185,3 +185,7 @@ async def test_embedded_model_generates_tagged_deduplicated_prompts(embedded_che
     prompts = [r["prompt"] for r in records]
     assert not dedupe(prompts)[1], "kept prompts must not be near-duplicates of each other"
     assert all(len(p.split()) >= 3 and not re.match(r"^\d+[.)]", p) for p in prompts)
+    # Every parsed candidate was kept, dropped as a duplicate, or left over once its bucket was full.
+    assert len(records) + result.duplicates <= result.parsed
+    assert len({r["id"] for r in records}) == len(records)
+    assert all(r["model"] == f"local/{embedded_checkpoint}" and r["constitution"]["name"] == "general" for r in records)

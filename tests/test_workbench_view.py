@@ -2,12 +2,15 @@
 
 The browser part drives the system Chromium (Debian package ``chromium``) through Playwright's
 Python API with ``executable_path`` (no browser download). It is skipped with a reason when either
-is missing. Every network request the page makes is recorded and must be none.
+is missing, unless ``CAI_REQUIRE_BROWSER=1`` (CI sets it), which turns the skip into a failure.
+``CAI_CHROMIUM`` names another binary. Every network request the page makes is recorded and must be
+none. ``CAI_VIEW_SCREENSHOT=path.png`` keeps the screenshot for a human to look at.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -21,7 +24,19 @@ from cai_engine.engine.records import latest_records
 from cai_engine.errors import CaiError
 from cai_engine.workbench.viewer import build_items, find_files, write_viewer
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _chromium() -> str | None:
+    if os.environ.get("CAI_CHROMIUM"):
+        return os.environ["CAI_CHROMIUM"]
+    # Debian's /usr/bin/chromium is a shell wrapper (flags from /etc/chromium.d); run the binary itself.
+    if os.access("/usr/lib/chromium/chromium", os.X_OK):
+        return "/usr/lib/chromium/chromium"
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHROMIUM = _chromium()
+REQUIRE_BROWSER = os.environ.get("CAI_REQUIRE_BROWSER") == "1"
 LAUNCH_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -80,6 +95,10 @@ def test_single_files_and_errors(dataset: Path, tmp_path: Path) -> None:
     assert all(i["pair"] is None and i["revision"] for i in only_revisions) and len(only_revisions) == len(TABLE)
     target, count = write_viewer(dataset / "pairs.jsonl", tmp_path / "p.html", limit=3)
     assert count == 3 and len(_embedded(target.read_text())["items"]) == 3
+    # A title naming a placeholder, with markup, stays a literal title.
+    target, _ = write_viewer(dataset / "pairs.jsonl", tmp_path / "t.html", limit=1, title="<b>__CAI_DATA__</b>")
+    html = target.read_text()
+    assert "<title>&lt;b&gt;__CAI_DATA__&lt;/b&gt;</title>" in html and _embedded(html)["title"] == "<b>__CAI_DATA__</b>"
     with pytest.raises(CaiError, match="has no revisions.jsonl or pairs.jsonl"):
         find_files(tmp_path)
     (tmp_path / "other.jsonl").write_text('{"id": "1", "prompt": "x"}\n')
@@ -87,9 +106,28 @@ def test_single_files_and_errors(dataset: Path, tmp_path: Path) -> None:
         find_files(tmp_path / "other.jsonl")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs the system Chromium: apt-get install -y chromium")
+def _browser_api():
+    """playwright.sync_api, or a skip (a failure under CAI_REQUIRE_BROWSER=1) naming what is missing."""
+    missing = None if CHROMIUM else "the system Chromium: apt-get install -y chromium"
+    try:
+        import playwright.sync_api as api
+    except ImportError:
+        api, missing = None, missing or "playwright: pip install -e '.[dev]' (no `playwright install`: it uses the system Chromium)"
+    if missing:
+        (pytest.fail if REQUIRE_BROWSER else pytest.skip)(f"needs {missing}")
+    return api
+
+
+def _colour_pixels(image, box: dict, rgb: tuple[int, int, int], tolerance: int = 6) -> int:
+    """Pixels of ``image`` inside a Playwright bounding box that have (about) colour ``rgb``."""
+    left, top = max(0, int(box["x"])), max(0, int(box["y"]))
+    right, bottom = min(image.width, int(box["x"] + box["width"])), min(image.height, int(box["y"] + box["height"]))
+    raw = image.convert("RGB").crop((left, top, right, bottom)).tobytes()
+    return sum(1 for i in range(0, len(raw), 3) if all(abs(raw[i + k] - rgb[k]) <= tolerance for k in range(3)))
+
+
 def test_browser_filter_label_download_and_judge_eval(dataset: Path, tmp_path: Path, judge_server) -> None:
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright (no browser download)")
+    playwright_api = _browser_api()
     page_path, _ = write_viewer(dataset, tmp_path / "view.html")
     total = len(TABLE)
     requests: list[str] = []
@@ -149,8 +187,19 @@ def test_browser_filter_label_download_and_judge_eval(dataset: Path, tmp_path: P
             page.get_by_test_id("download").click()
         labels = tmp_path / "labels.jsonl"
         info.value.save_as(labels)
-        capital.scroll_into_view_if_needed()
+        # The first record (the labelled capital pair) right under the header, then a screenshot.
+        page.evaluate("window.scrollTo(0, 0)")
+        assert page.locator("[data-testid=record]").first.get_attribute("data-id") == capital.get_attribute("data-id")
         page.screenshot(path=str(shot), full_page=False)
+        boxes = {
+            "download": page.get_by_test_id("download").bounding_box(),
+            "capital": capital.bounding_box(),
+            "capital_final": capital.get_by_test_id("final").bounding_box(),
+            "capital_badge": capital.locator(".badge").bounding_box(),
+            "second": page.get_by_test_id("record").nth(1).bounding_box(),
+        }
+        judge_text = " ".join(capital.get_by_test_id("judge").inner_text().split())
+        judgment_rows = capital.locator("[data-testid=judgments] tr").all_text_contents()  # folded <details>
         dom = {
             "records": page.get_by_test_id("record").count(),
             "judge_panels": page.get_by_test_id("judge").count(),
@@ -163,6 +212,24 @@ def test_browser_filter_label_download_and_judge_eval(dataset: Path, tmp_path: P
         browser.close()
     assert requests == [] and dialogs == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    if os.environ.get("CAI_VIEW_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["CAI_VIEW_SCREENSHOT"])
+    # The screenshot shows what a reviewer needs, drawn by the page's CSS (colours from viewer.html):
+    from PIL import Image  # Pillow comes with matplotlib (dev extra)
+
+    image = Image.open(shot)
+    assert image.size == (1280, 1000)
+    assert _colour_pixels(image, boxes["download"], (0x2F, 0x6F, 0xDF)) > 1000  # the blue download button
+    assert _colour_pixels(image, boxes["capital"], (0x1F, 0x8A, 0x4C)) > 300  # green "labelled" edge + consistent badge
+    assert _colour_pixels(image, boxes["capital"], (0xFF, 0xFA, 0xF0)) > 5000  # the critique step
+    assert _colour_pixels(image, boxes["capital_final"], (0xF0, 0xFB, 0xF4)) > 5000  # the final revision
+    assert _colour_pixels(image, boxes["capital_final"], (0xF6, 0xC4, 0x53)) > 300  # your pick: yellow ring on B
+    assert _colour_pixels(image, boxes["capital_badge"], (0x1F, 0x8A, 0x4C)) > 30  # "consistent" badge
+    assert _colour_pixels(image, boxes["second"], (0xF6, 0xC4, 0x53)) == 0  # an unlabelled record has no pick
+    # The judge's verdicts with probabilities, in both orders.
+    assert "judge picks B · P(A better) 0.14 · confidence 0.86 consistent" in judge_text
+    assert "A shown first" in judge_text and "B shown first" in judge_text
+    assert sum("A first" in r for r in judgment_rows) == 2 and sum("B first" in r for r in judgment_rows) == 2
     # Every pair came from a revision: its A/B are the chain's initial answer and final revision.
     assert dom == {"records": total, "judge_panels": total, "per_principle": total, "initial_steps": total,
                    "final_steps": total, "candidates_a": total, "human_picks": 2}

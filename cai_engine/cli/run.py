@@ -36,16 +36,16 @@ def status_command(run_dir: Annotated[Path, typer.Argument(help="A run dir, e.g.
 
         cai status runs/demo
     """
+    from rich.console import Console
     from rich.table import Table
 
-    from cai_engine.cli.progress import console
     from cai_engine.runs.orchestrator import status
 
     table = Table("stage", "status", "detail", title=str(run_dir))
     for stage, state, detail in status(run_dir):
         colour = {"done": "green", "running": "yellow", "failed": "red"}.get(state, "dim")
         table.add_row(stage, f"[{colour}]{state}[/{colour}]", detail)
-    console.print(table)
+    Console().print(table)  # the answer goes to stdout (progress and notes use stderr)
 
 
 def report_command(run_dir: Annotated[Path, typer.Argument(help="A run dir, e.g. runs/demo.")]) -> None:

@@ -204,6 +204,7 @@ def preview(
     seed: opt.SeedOpt = 0,
     column: opt.ColumnOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also save revisions.jsonl and pairs.jsonl here (for `cai view`).")] = None,
+    no_cache: opt.NoCacheOpt = False,
 ) -> None:
     """Run a few prompts through critique->revise and the judge, and show initial | revised side by side.
 
@@ -228,11 +229,11 @@ def preview(
         judge_settings = JudgeSettings(constitution=loaded, principles_per_judgment=loaded.sampling.principles_per_judgment, seed=seed)
 
     async def go() -> Any:
-        engine = build_engine(config)
+        engine = build_engine(config, use_cache=not no_cache)
         judge_engine = None
         if judge_settings is not None:
             same = (judge_model is None or judge_model == model) and judge_config is None
-            judge_engine = engine if same else build_engine(load_model_config(judge_model or model, judge_config))
+            judge_engine = engine if same else build_engine(load_model_config(judge_model or model, judge_config), use_cache=not no_cache)
         try:
             return await run_preview(texts, engine=engine, settings=settings, judge_engine=judge_engine, judge_settings=judge_settings)
         finally:
@@ -269,6 +270,7 @@ def diff(
     seed: opt.SeedOpt = 0,
     column: opt.ColumnOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the static diff as JSON (no prompts are run).")] = False,
+    no_cache: opt.NoCacheOpt = False,
 ) -> None:
     """Show which principles changed between two constitutions, and with --prompts how revisions change.
 
@@ -302,7 +304,7 @@ def diff(
     s_new = _revise_settings(after, config, rounds, max_tokens, temperature, seed)
 
     async def go() -> Any:
-        engine = build_engine(config)
+        engine = build_engine(config, use_cache=not no_cache)
         try:
             return await asyncio.gather(
                 run_preview(texts, engine=engine, settings=s_old, rid_salt="diff"),

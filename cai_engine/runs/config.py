@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cai_engine.errors import ConfigError
+from cai_engine.evaluation.config import METRICS, Metric
 from cai_engine.models.base import ModelConfig
 
 STAGE_ORDER = ("revise", "sft", "pairs", "reward", "dpo", "orpo", "kto", "ppo", "grpo", "eval")
@@ -72,6 +73,7 @@ class PairsStage(_Strict):
 class EvalStage(_Strict):
     limit: int | None = Field(None, ge=1, description="Prompts per eval set.")
     max_tokens: int | None = Field(None, ge=1, description="Max tokens of eval answers (default: generation.max_tokens).")
+    metrics: list[Metric] = Field(default_factory=lambda: list(METRICS), description="Which eval metrics to compute.")
 
 
 class RunConfig(_Strict):

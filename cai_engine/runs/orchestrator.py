@@ -92,11 +92,11 @@ def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) 
         forced = forced or stage == from_stage
         if not forced and state.is_done(stage, fingerprint):
             ctx.outputs[stage] = state.stages[stage].outputs
-            echo(f"[{stage}] up to date, skipped")
+            echo(f"{stage}: up to date, skipped")
             continue
         resuming = state.begin(stage, fingerprint, ctx.stage_dir(stage), resumable=stage in GENERATION_STAGES and not forced)
         state.save(run_dir)
-        echo(f"[{stage}] {'resuming' if resuming else 'running'}")
+        echo(f"{stage}: {'resuming' if resuming else 'running'}")
         started = time.perf_counter()
         try:
             outputs = asyncio.run(_run_stage(ctx, stage))
@@ -124,7 +124,7 @@ def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) 
                 "engine": ctx.engine_stats.get(stage),
             },
         )
-        echo(f"[{stage}] done in {wall:.1f}s")
+        echo(f"{stage}: done in {wall:.1f}s")
     from cai_engine.runs.report import write_report
 
     report = write_report(run_dir)

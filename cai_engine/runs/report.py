@@ -6,7 +6,6 @@ eval.json), so ``cai report`` can regenerate it at any time without touching a m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +96,7 @@ def _lengths(pairs: list[dict[str, Any]], evaluation: dict[str, Any], plots: Pat
         ax.hist(list(groups.values()), bins=12, label=list(groups), alpha=0.8)
         ax.set_title(title)
         ax.set_xlabel("characters")
+        ax.set_ylabel("answers")
         ax.legend(fontsize=8)
     fig.suptitle("Length distributions")
     fig.tight_layout()
@@ -116,17 +116,47 @@ def _win_rates(evaluation: dict[str, Any], plots: Path) -> Path | None:
     values = [r["value"] for r in rates]
     lows = [r["value"] - (r.get("low") if r.get("low") is not None else r["value"]) for r in rates]
     highs = [(r.get("high") if r.get("high") is not None else r["value"]) - r["value"] for r in rates]
-    ax.bar(names, values, yerr=[lows, highs], capsize=4, color="#4c78a8")
-    ax.set_ylim(0, 1)
+    colours = ["#f58518" if "(base)" in n else "#4c78a8" if "(trained)" in n else "#54a24b" for n in names]
+    bars = ax.bar(names, values, yerr=[lows, highs], capsize=4, color=colours)
+    for bar, value in zip(bars, values):  # print each value: a zero-height bar is otherwise invisible
+        ax.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), xytext=(0, 3), textcoords="offset points",
+                    ha="center", fontsize=8)
+    ax.set_ylim(0, 1.08)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     ax.set_ylabel("rate (95% CI)")
-    ax.set_title("Evaluation: trained vs base")
+    ax.set_title("Evaluation: trained (blue) vs base (orange); win rate (green), 95% CI")
     ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     fig.tight_layout()
     path = plots / "win_rates.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _evaluation(eval_json: Path) -> dict[str, Any]:
+    """Headline, plotted rates and per-model answer lengths of the eval stage, recomputed from its files."""
+    from cai_engine.evaluation import summary
+    from cai_engine.evaluation.report import EvalReport
+    from cai_engine.evaluation.runner import FILES
+
+    if not eval_json.exists():
+        return {}
+    report = EvalReport.model_validate_json(eval_json.read_text())
+    return {
+        "headline": summary.headline(report),
+        "rates_for_plot": summary.rates_for_plot(report),
+        "lengths_chars": summary.answer_lengths(eval_json.parent / FILES["generations"], {"trained": report.model, "base": report.base_model}),
+        "notes": report.notes,
+    }
+
+
+def _engine_stats(entry: Any) -> list[dict[str, Any]]:
+    """A stage's engine counters: one stats dict (revise) or ``{spec: stats}`` (pairs, eval)."""
+    if not isinstance(entry, dict):
+        return []
+    if "output_tokens" in entry or "cost_usd" in entry:
+        return [entry]
+    return [v for v in entry.values() if isinstance(v, dict)]
 
 
 def _fmt(value: Any) -> str:
@@ -143,8 +173,8 @@ def write_report(run_dir: Path) -> Path:
     plots.mkdir(parents=True, exist_ok=True)
     pairs_file = state.stages.get("pairs") and state.stages["pairs"].outputs.get("records")
     pairs = latest_records(Path(pairs_file), status="ok") if pairs_file and Path(pairs_file).exists() else []
-    eval_file = state.stages.get("eval") and state.stages["eval"].outputs.get("eval_json")
-    evaluation = json.loads(Path(eval_file).read_text()) if eval_file and Path(eval_file).exists() else {}
+    eval_state = state.stages.get("eval")
+    evaluation = _evaluation(Path(eval_state.outputs["eval_json"])) if eval_state and eval_state.outputs.get("eval_json") else {}
 
     headline: list[tuple[str, Any]] = []
     revise = state.stages.get("revise")
@@ -152,10 +182,11 @@ def write_report(run_dir: Path) -> Path:
         headline.append(("SFT rows (revisions)", revise.outputs.get("rows")))
     pairs_state = state.stages.get("pairs")
     if pairs_state and pairs_state.status == "done":
-        figures = pairs_state.outputs.get("figures", {})
+        figures = pairs_state.outputs.get("figures", {}).get("all_pairs", {})
         headline += [
-            ("preference pairs exported", pairs_state.outputs.get("rows")),
+            ("preference pairs judged / exported", f"{figures.get('pairs')} / {pairs_state.outputs.get('rows')}"),
             ("judge position consistency", figures.get("position_consistency_rate")),
+            ("judge mean confidence", figures.get("mean_confidence")),
             ("longer answer wins", figures.get("longer_wins_rate")),
         ]
     for stage, entry in state.stages.items():
@@ -163,8 +194,9 @@ def write_report(run_dir: Path) -> Path:
         if loss is not None:
             headline.append((f"{stage} final train loss", loss))
     headline += [(name, value) for name, value in evaluation.get("headline", {}).items()]
-    cost = sum((s.get("engine") or {}).get("cost_usd", 0) for s in manifest.get("stages", {}).values() if isinstance(s.get("engine"), dict))
-    tokens = sum((s.get("engine") or {}).get("output_tokens", 0) for s in manifest.get("stages", {}).values() if isinstance(s.get("engine"), dict))
+    engine_stats = [stats for s in manifest.get("stages", {}).values() for stats in _engine_stats(s.get("engine"))]
+    cost = sum(stats.get("cost_usd") or 0 for stats in engine_stats)
+    tokens = sum(stats.get("output_tokens") or 0 for stats in engine_stats)
 
     images = [
         p for p in (
@@ -181,8 +213,8 @@ def write_report(run_dir: Path) -> Path:
     lines += [f"| {stage} | {entry.status} | {_fmt(entry.wall_s)} |" for stage, entry in state.stages.items()]
     lines += ["", "## Plots", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in images]
-    if evaluation.get("markdown"):
-        lines += ["", "## Evaluation details", "", evaluation["markdown"]]
+    if evaluation.get("notes"):
+        lines += ["", "## Evaluation notes", ""] + [f"- {note}" for note in evaluation["notes"]]
     lines.append("")
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))

@@ -154,16 +154,17 @@ def _train(ctx: RunContext, stage: str, model: Path, dataset: Path, **wired: Any
 
     fields = {**ctx.config.train.get(stage, {}), "model": str(model), "dataset": str(dataset),
               "output_dir": str(ctx.stage_dir(stage)), **wired}
+    if stage != "reward":
+        # The next stage (and eval) starts from this policy as a full checkpoint, so merge the adapter
+        # unless the config says otherwise.
+        fields.setdefault("merge", True)
     training_stage = "grpo" if stage == "grpo" else stage
     result = run_stage(training_stage, load_stage_config(training_stage, None, **fields))
     return {"model_dir": result.model_dir, "metrics": result.metrics_path, "final_metrics": result.final_metrics, **result.extra}
 
 
 async def stage_sft(ctx: RunContext) -> dict[str, Any]:
-    fields = ctx.config.train.get("sft", {})
-    # Later stages need a full checkpoint to start from, so the run merges the SFT adapter by default.
-    merge = fields.get("merge", True)
-    return _train(ctx, "sft", ctx.base_policy_path(), Path(ctx.outputs["revise"]["sft_export"]), merge=merge)
+    return _train(ctx, "sft", ctx.base_policy_path(), Path(ctx.outputs["revise"]["sft_export"]))
 
 
 async def stage_reward(ctx: RunContext) -> dict[str, Any]:
@@ -182,18 +183,31 @@ async def stage_rl(ctx: RunContext, stage: str) -> dict[str, Any]:
 
 
 async def stage_eval(ctx: RunContext) -> dict[str, Any]:
-    from cai_engine.evaluation.runner import evaluate
+    """The trained policy against the base policy under the judge (see :mod:`cai_engine.evaluation`)."""
+    from cai_engine.cli.progress import RunProgress
+    from cai_engine.evaluation import summary
+    from cai_engine.evaluation.config import EvalConfig
+    from cai_engine.evaluation.runner import FILES, EvalEngines, evaluate_async
 
     cfg = ctx.config
-    report = await evaluate(
-        model=ctx.policy_config(ctx.current_policy()),
-        base_model=cfg.models.policy,
-        judge_model=cfg.models.judge,
-        constitution=ctx.constitution,
-        out_dir=ctx.stage_dir("eval"),
-        heldout=cfg.prompts.heldout,
-        limit=cfg.eval.limit,
-        params=ctx.params(max_tokens=cfg.eval.max_tokens or cfg.generation.max_tokens),
-        use_cache=cfg.use_cache,
+    trained_config = ctx.policy_config(ctx.current_policy())
+    configs = {"trained": trained_config, "base": cfg.models.policy, "judge": cfg.models.judge}
+    engines: dict[str, Engine] = {}  # one engine per distinct model config: the base that also judges loads once
+    for role, model_config in configs.items():
+        same = next((e for e in engines.values() if e.config == model_config), None)
+        engines[role] = same or ctx.engine(model_config)
+    eval_config = EvalConfig(
+        model=trained_config.spec, base_model=cfg.models.policy.spec, judge_model=cfg.models.judge.spec,
+        constitution=str(ctx.constitution.source_path or cfg.constitution),
+        heldout=cfg.prompts.heldout, limit=cfg.eval.limit, max_tokens=cfg.eval.max_tokens or cfg.generation.max_tokens,
+        seed=cfg.generation.seed, use_cache=cfg.use_cache, max_cost_usd=cfg.max_cost_usd, metrics=cfg.eval.metrics,
     )
-    return {"eval_json": ctx.stage_dir("eval") / "eval.json", "headline": report.headline()}
+    out = ctx.stage_dir("eval")
+    distinct = EvalEngines(engines["trained"], engines["base"], engines["judge"])
+    try:
+        report = await evaluate_async(eval_config, out, engines=distinct, progress=RunProgress)
+    finally:
+        ctx.engine_stats["eval"] = {e.spec: e.stats.model_dump() for e in distinct.distinct()}
+        for engine in distinct.distinct():
+            await engine.aclose()
+    return {"eval_json": out / FILES["report"], "headline": summary.headline(report)}

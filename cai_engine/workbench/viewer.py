@@ -14,6 +14,7 @@ Spot-check labels are kept in the browser (``localStorage``) and downloaded as J
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -158,7 +159,9 @@ def render_html(items: list[dict[str, Any]], *, title: str, summary: str, name: 
     }
     template = resources.files("cai_engine").joinpath(*TEMPLATE).read_text(encoding="utf-8")
     html_title = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return template.replace("__CAI_TITLE__", html_title).replace("__CAI_DATA__", _embed(data))
+    values = {"__CAI_TITLE__": html_title, "__CAI_DATA__": _embed(data)}
+    # One pass: a title or record that contains a placeholder's name is never substituted again.
+    return re.sub("__CAI_(?:TITLE|DATA)__", lambda m: values[m.group(0)], template)
 
 
 def write_viewer(source: Path, out: Path | None = None, *, limit: int | None = None, title: str | None = None) -> tuple[Path, int]:
