@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast test-vllm bench clean
+.PHONY: install demo demo-revise test test-fast test-vllm bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
+	# The whole RLAIF loop (revise -> sft -> pairs -> dpo -> eval) on the embedded model, on CPU.
+	$(BIN)/cai run runs/demo.yaml
+	@echo "Report: $(CURDIR)/runs/demo/report.md (plots in runs/demo/plots/)"
+	@echo "SFT dataset: $(CURDIR)/runs/demo/revise/sft/dataset  (datasets.load_from_disk)"
+
+demo-revise: install
+	# Only the first step: SFT revisions of the demo prompts under the general constitution.
 	$(BIN)/cai revise --constitution general --prompts examples/prompts/demo.jsonl --out out/demo \
-		--rounds 1 --max-tokens 96
+		--rounds 1 --max-tokens 96 --few-shot 0
 	$(BIN)/cai export sft out/demo --out out/demo/sft
 	@echo "SFT dataset: $(CURDIR)/out/demo/sft/dataset  (datasets.load_from_disk)"
 

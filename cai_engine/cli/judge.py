@@ -49,7 +49,7 @@ def _settings(loaded: Any, k: int | None, cot: bool, cot_clamp: str, no_logprobs
 async def _run(pairs: Any, total: int | None, out: Path, settings: Any, judge_config: Any, *, what: str,
                policy: Any = None, model_b: Any = None, kind: str = "file", gen_params: Any = None,
                concurrency: int | None, retry_failed: bool, no_cache: bool, max_cost: float | None,
-               manifest: dict[str, Any], batch: bool = False) -> Any:
+               manifest: dict[str, Any], batch: bool = False, shard: tuple[int, int] | None = None) -> Any:
     """Build engines, stream pairs through the judge with progress, write the manifest.
 
     ``pairs`` is an iterable of :class:`PairSpec`, or for generated sources a function of the
@@ -85,7 +85,7 @@ async def _run(pairs: Any, total: int | None, out: Path, settings: Any, judge_co
             summary = await run_judge(
                 pairs, engine=engines[0], settings=settings, out_path=out / "pairs.jsonl", generator=generator,
                 concurrency=concurrency or engines[0].suggested_concurrency, retry_failed=retry_failed,
-                on_record=progress.record, on_skip=progress.skip,
+                on_record=progress.record, on_skip=progress.skip, shard=shard,
             )
     finally:
         write_manifest(out, what.split()[0], {
@@ -126,6 +126,7 @@ def judge(
     no_cache: opt.NoCacheOpt = False,
     max_cost: opt.MaxCostOpt = None,
     batch: opt.BatchOpt = False,
+    shard: opt.ShardOpt = None,
 ) -> None:
     """Judge pairs of answers under a constitution, in both orders, into OUT/pairs.jsonl.
 
@@ -137,10 +138,12 @@ def judge(
     """
     from cai_engine.constitution import load_constitution
     from cai_engine.engine.factory import load_model_config
+    from cai_engine.engine.runner import parse_shard
     from cai_engine.errors import CaiError
     from cai_engine.pipelines import candidates as cands
     from cai_engine.sources import count_prompts
 
+    shard_spec = parse_shard(shard)
     kind, path = cands.parse_pairs_from(pairs_from)
     loaded = load_constitution(constitution)
     settings = _settings(loaded, principles_per_judgment, cot, cot_clamp, no_logprobs, seed, max_tokens)
@@ -169,9 +172,11 @@ def judge(
         total = sum(1 for _ in cands.file_pairs(path, limit))
     out.mkdir(parents=True, exist_ok=True)
     asyncio.run(_run(
-        source, total, out, settings, judge_cfg, what=f"judge {loaded.name}", policy=policy, model_b=second, kind=kind,
-        gen_params=gen_params, concurrency=concurrency, retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch,
-        manifest={"pairs_from": pairs_from, "judge_model": judge_cfg.model_dump(mode="json", exclude={"api_key_file"})},
+        source, None if shard_spec else total, out, settings, judge_cfg, what=f"judge {loaded.name}", policy=policy, model_b=second,
+        kind=kind, gen_params=gen_params, concurrency=concurrency, retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost,
+        batch=batch, shard=shard_spec,
+        manifest={"pairs_from": pairs_from, "shard": shard,
+                  "judge_model": judge_cfg.model_dump(mode="json", exclude={"api_key_file"})},
     ))
 
 

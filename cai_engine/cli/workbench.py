@@ -140,11 +140,13 @@ def lint(
     max_words: Annotated[int, typer.Option("--max-words", min=1, help="Longest critique/revision request in words.")] = 80,
     max_judge_words: Annotated[int, typer.Option("--max-judge-words", min=1, help="Longest judge question in words.")] = 40,
     as_json: Annotated[bool, typer.Option("--json", help="Print warnings as JSON lines.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Notes (no-few-shot) also fail the lint.")] = False,
 ) -> None:
     """Warn about principles that will not work well, each with principle id and file:line.
 
     Checks: similar-principles, critique-without-target, revision-without-rewrite,
-    judge-not-comparative, no-few-shot, long-principle. Exit code 1 when there are warnings.
+    judge-not-comparative, long-principle (warnings), no-few-shot (a note: every few-shot example is
+    shown whatever principle a round samples). Exit code 1 when there are warnings (or notes with --strict).
 
     Example:
 
@@ -156,7 +158,7 @@ def lint(
     total = 0
     for file in files:
         warnings = lint_file(file, settings)
-        total += len(warnings)
+        total += sum(1 for w in warnings if strict or not w.is_note)
         for w in warnings:
             typer.echo(json.dumps(w.to_dict()) if as_json else w.format())
         if not as_json:

@@ -223,8 +223,12 @@ async def run_judge(
     retry_failed: bool = False,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_skip: Callable[[int], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> RunSummary:
-    """Stream ``pairs`` through :func:`judge_pair`, appending records to ``out_path`` (resumable)."""
+    """Stream ``pairs`` through :func:`judge_pair`, appending records to ``out_path`` (resumable).
+
+    ``shard=(i, n)`` judges only the pairs whose id falls in shard ``i`` of ``n`` (``cai merge`` joins them).
+    """
     with RecordStore(out_path) as store:
         return await run_items(
             pairs,
@@ -236,4 +240,5 @@ async def run_judge(
             failure_base=lambda spec: _base_record(spec, "", settings, engine.spec),
             on_record=on_record,
             on_skip=on_skip,
+            shard=shard,
         )

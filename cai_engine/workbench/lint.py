@@ -34,6 +34,11 @@ from cai_engine.constitution.yaml_nodes import YamlDoc, read_yaml
 from cai_engine.errors import CaiError
 from cai_engine.workbench.textsim import normalize, similarity
 
+#: Findings that point at a gap rather than a defect: printed as ``note[...]`` and not failing the
+#: lint unless ``--strict``. Every few-shot example is shown whatever principles a round samples,
+#: so a principle without its own example still gets worked examples of the format.
+NOTE_CODES = frozenset({"no-few-shot"})
+
 CHECKS: dict[str, str] = {
     "similar-principles": "principles with near-identical wording",
     "critique-without-target": "critique requests that never say what to look for",
@@ -94,8 +99,13 @@ class LintWarning:
     message: str
     fix: str
 
+    @property
+    def is_note(self) -> bool:
+        return self.code in NOTE_CODES
+
     def format(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}: warning[{self.code}] principle {self.principle_id!r}: {self.message}; {self.fix}"
+        level = "note" if self.is_note else "warning"
+        return f"{self.path}:{self.line}:{self.col}: {level}[{self.code}] principle {self.principle_id!r}: {self.message}; {self.fix}"
 
     def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in ("code", "principle_id", "path", "line", "col", "message", "fix")}
