@@ -51,8 +51,10 @@ class RunContext:
         return self.base_policy_path()
 
     def policy_config(self, path: Path) -> ModelConfig:
-        """The policy's generation config pointed at a local checkpoint."""
-        return self.config.models.policy.model_copy(update={"spec": f"local/{path}"})
+        """The policy's generation config pointed at a trained checkpoint, on the same backend (local or vLLM)."""
+        policy = self.config.models.policy
+        provider = policy.provider if policy.provider in ("local", "vllm") else "local"
+        return policy.model_copy(update={"spec": f"{provider}/{path}"})
 
 
 async def _records_stage(description: str, engines: list[Engine], total: int, run: Callable[..., Any]) -> Any:
@@ -101,7 +103,6 @@ async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
     from cai_engine.exports.preference import export_preference
     from cai_engine.pipelines.candidates import CandidateGenerator, prompt_pairs, revision_pairs
     from cai_engine.pipelines.judge import JudgeSettings, run_judge
-    from cai_engine.sources import count_prompts
 
     cfg, constitution = ctx.config, ctx.constitution
     out = ctx.stage_dir("pairs")

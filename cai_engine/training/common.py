@@ -25,7 +25,7 @@ from cai_engine.errors import CaiError, ConfigError
 
 log = logging.getLogger("cai_engine.training")
 
-EMBEDDED_SPECS = {"local/smollm2", "smollm2"}
+EMBEDDED_SPECS = {"local/smollm2", "vllm/smollm2", "smollm2"}
 
 
 class LoraSettings(BaseModel):
@@ -85,7 +85,8 @@ def resolve_model_path(spec: str, *, what: str = "model") -> Path:
         from cai_engine.models.embedded import ensure_embedded_checkpoint
 
         return ensure_embedded_checkpoint()
-    raw = spec[len("local/"):] if spec.startswith("local/") else spec
+    # local/PATH and vllm/PATH both name a checkpoint dir (a vLLM policy trains with transformers)
+    raw = next((spec[len(prefix):] for prefix in ("local/", "vllm/") if spec.startswith(prefix)), spec)
     path = Path(raw).expanduser()
     if (path / "model" / "config.json").is_file() or (path / "model" / "adapter_config.json").is_file():
         path = path / "model"  # a stage folder: use the model it saved
@@ -256,6 +257,16 @@ def save_trained(trainer: Any, tokenizer: Any, config: StageConfig, *, model: An
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     return out
+
+
+def train_and_save(trainer: Any, tokenizer: Any, config: StageConfig, stage: str, extra: dict[str, Any] | None = None) -> "StageResult":
+    """Train, save the model (adapter or merged), and describe the stage folder: the tail every
+    supervised/preference stage shares."""
+    trainer.train()
+    model_dir = save_trained(trainer, tokenizer, config)
+    out = config.output_dir
+    return StageResult(stage=stage, output_dir=out, model_dir=model_dir, metrics_path=out / "metrics.jsonl",
+                       final_metrics=last_metrics(config), extra=extra or {})
 
 
 def last_metrics(config: StageConfig) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from cai_engine.training.common import (
     StageConfig,
     StageResult,
     build_trl_args,
-    last_metrics,
     load_causal_lm,
     load_tokenizer,
     make_metrics_writer,
@@ -20,7 +19,7 @@ from cai_engine.training.common import (
     prepare_output,
     quantization_config,
     resolve_model_path,
-    save_trained,
+    train_and_save,
 )
 from cai_engine.training.data import load_preference
 
@@ -88,6 +87,4 @@ def train_dpo(config: DPOStageConfig) -> StageResult:
         quantization_config=quant,
         callbacks=[make_metrics_writer(out / "metrics.jsonl")],
     )
-    trainer.train()
-    model_dir = save_trained(trainer, tokenizer, config)
-    return StageResult(stage="dpo", output_dir=out, model_dir=model_dir, metrics_path=out / "metrics.jsonl", final_metrics=last_metrics(config))
+    return train_and_save(trainer, tokenizer, config, "dpo")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from cai_engine.training.common import (
-    StageResult, build_trl_args, last_metrics, load_causal_lm, load_tokenizer, make_metrics_writer,
-    peft_config, prepare_output, quantization_config, resolve_model_path, save_trained,
+    StageResult, build_trl_args, load_causal_lm, load_tokenizer, make_metrics_writer,
+    peft_config, prepare_output, quantization_config, resolve_model_path, train_and_save,
 )
 from cai_engine.training.data import load_preference, to_kto
 from cai_engine.training.dpo import PreferenceFilter
@@ -46,6 +46,4 @@ def train_kto(config: KTOStageConfig) -> StageResult:
         quantization_config=quant,
         callbacks=[make_metrics_writer(out / "metrics.jsonl")],
     )
-    trainer.train()
-    model_dir = save_trained(trainer, tokenizer, config)
-    return StageResult(stage="kto", output_dir=out, model_dir=model_dir, metrics_path=out / "metrics.jsonl", final_metrics=last_metrics(config))
+    return train_and_save(trainer, tokenizer, config, "kto")
