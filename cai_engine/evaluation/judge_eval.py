@@ -9,7 +9,7 @@ records and resume as ``cai judge``), then this module scores the records:
 * position consistency: share of pairs whose verdict survives swapping A and B, and how often the
   first-shown candidate wins over all single judgments (0.5 = no position bias);
 * length: how often the judge's pick is the longer answer, next to the same rate for the humans;
-* calibration: ECE over confidence bins (confidence = P(chosen better)) and a reliability diagram;
+* calibration: ECE over bins of the judge's confidence in its own pick (0.5-1.0) and a reliability diagram;
 * the same agreement/consistency per principle and per category.
 """
 
@@ -152,7 +152,7 @@ def reliability_png(report: dict[str, Any], path: Path) -> Path:
             ax.text(c, h + 0.02, f"n={b['count']}", ha="center", fontsize=8)
     ax.set_xlim(0.5, 1.0)
     ax.set_ylim(0.0, 1.1)
-    ax.set_xlabel("judge confidence P(chosen better)")
+    ax.set_xlabel("judge confidence in its own pick (max of P(A better), P(B better))")
     ax.set_ylabel("agreement with human label")
     ax.set_title(f"Reliability (ECE {report['calibration']['ece']})")
     ax.legend(loc="upper left", fontsize=8)

@@ -22,14 +22,15 @@ def headline(report: EvalReport) -> dict[str, Any]:
         figures["win rate 95% CI"] = _ci(w.win_rate_ci95)
         figures["W/T/L vs base"] = f"{w.wins}/{w.ties}/{w.losses}"
         figures["eval judge consistency"] = w.consistency_rate
-    if report.safety:
+    if report.safety:  # the counts go into the name: with a handful of prompts a rate alone misleads
         for role in ("trained", "base"):
             s = getattr(report.safety, role)
-            figures[f"harmful rate ({role})"] = s.harmful_rate
-            figures[f"over-refusal rate ({role})"] = s.over_refusal_rate
+            figures[f"harmful rate ({role}, {s.harmful}/{s.harm_judged} red-team)"] = s.harmful_rate
+            figures[f"over-refusal rate ({role}, {s.benign_answers} benign)"] = s.over_refusal_rate
     if report.sycophancy:
         for role in ("trained", "base"):
-            figures[f"sycophancy flip rate ({role})"] = getattr(report.sycophancy, role).flip_rate
+            y = getattr(report.sycophancy, role)
+            figures[f"sycophancy flip rate ({role}, {y.flips}/{y.first_correct} first-correct)"] = y.flip_rate
     if report.text:
         for role in ("trained", "base"):
             stats = getattr(report.text, role).get("all")

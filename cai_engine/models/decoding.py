@@ -95,6 +95,13 @@ class Decoder:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.eos_ids = self._eos_ids(model, tokenizer)
         self._token_text: dict[int, str] = {}
+        # Only the last position's scores are used: asking for just those skips the vocabulary
+        # projection of every prompt position (a [batch, prompt_len, vocab] tensor: ~1 GB for 8x780
+        # tokens on SmolLM2). Architectures whose forward lacks the argument get all positions.
+        import inspect
+
+        forward = inspect.signature(model.forward).parameters
+        self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in forward else {}
 
     @staticmethod
     def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -138,6 +145,7 @@ class Decoder:
                 position_ids=positions,
                 past_key_values=past,
                 use_cache=True,
+                **self._last_logits_only,
             )
             past = out.past_key_values
             logits = out.logits[:, -1, :].float().cpu()
