@@ -89,3 +89,23 @@ def test_grpo_with_online_judge(tmp_path: Path, tiny_models: dict, exports: dict
     ))
     _check_stage(result)
     assert result.extra["judge"]["calls"] >= 4 and result.extra["judge"]["failures"] == 0
+
+
+def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path: Path, exports: dict, tiny_models: dict) -> None:
+    """A stage rerun into the same output_dir continues from the newest checkpoint instead of step 0.
+
+    The first run stops after 2 steps (as a killed run would, leaving checkpoint-2); the second asks
+    for 4 and must train only steps 3-4, with metrics.jsonl holding each step once.
+    """
+    from cai_engine.training import load_stage_config, run_stage
+
+    common = [f"model={tiny_models['causal']}", f"dataset={exports['sft']}", f"output_dir={tmp_path / 'sft'}",
+              "per_device_train_batch_size=2", "max_length=96", "save_steps=1"]
+    run_stage("sft", load_stage_config("sft", None, [*common, "max_steps=2"]))
+    checkpoints = sorted(p.name for p in (tmp_path / "sft" / "trainer").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-2"], checkpoints  # save_total_limit=1 keeps the newest only
+    resumed = run_stage("sft", load_stage_config("sft", None, [*common, "max_steps=4"]))
+    steps = [row["step"] for row in map(json.loads, (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()) if "loss" in row]
+    assert steps == [1, 2, 3, 4], steps
+    state = json.loads((tmp_path / "sft" / "trainer" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and resumed.final_metrics.get("train_runtime") is not None

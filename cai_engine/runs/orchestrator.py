@@ -22,7 +22,9 @@ from cai_engine.runs import stages as S
 from cai_engine.runs.config import PREFERENCE_STAGES, RL_STAGES, RunConfig, load_run_config
 from cai_engine.runs.state import RunState
 
-GENERATION_STAGES = ("revise", "pairs", "eval")  # record stores: an interrupted attempt resumes
+# An interrupted attempt resumes: generation stages from their record stores, training stages from
+# their newest checkpoint (``save_steps``), except PPO, which TRL cannot resume and so restarts.
+RESTARTING_STAGES = ("ppo",)
 
 
 def _file_hash(path: Path | None) -> str | None:
@@ -94,7 +96,7 @@ def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) 
             ctx.outputs[stage] = state.stages[stage].outputs
             echo(f"{stage}: up to date, skipped")
             continue
-        resuming = state.begin(stage, fingerprint, ctx.stage_dir(stage), resumable=stage in GENERATION_STAGES and not forced)
+        resuming = state.begin(stage, fingerprint, ctx.stage_dir(stage), resumable=stage not in RESTARTING_STAGES and not forced)
         state.save(run_dir)
         echo(f"{stage}: {'resuming' if resuming else 'running'}")
         started = time.perf_counter()

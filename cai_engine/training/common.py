@@ -62,6 +62,10 @@ class StageConfig(BaseModel):
     bf16: bool | None = Field(None, description="bfloat16 mixed precision; None = on when CUDA supports it.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
     limit: int | None = Field(None, ge=1, description="Only the first N rows of the dataset (quick trials).")
+    save_steps: int = Field(
+        200, ge=0,
+        description="Keep a resumable checkpoint every N steps (newest only); a rerun into the same output_dir "
+                    "resumes from it. 0 = no checkpoints (PPO never resumes: TRL's PPOTrainer cannot).")
     trl_args: dict[str, Any] = Field(default_factory=dict, description="Extra TRL/TrainingArguments fields passed through.")
 
 
@@ -218,7 +222,9 @@ def build_trl_args(config_cls: type, config: StageConfig, stage_fields: dict[str
         "fp16": False,
         "gradient_checkpointing": config.gradient_checkpointing,
         "report_to": "none",
-        "save_strategy": "no",
+        "save_strategy": "steps" if config.save_steps else "no",
+        "save_steps": config.save_steps or 500,
+        "save_total_limit": 1,
         "dataloader_num_workers": 0,
         "use_cpu": not on_cuda,
         "disable_tqdm": True,
@@ -240,8 +246,25 @@ def prepare_output(config: StageConfig, stage: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     resolved = {"stage": stage, **json.loads(config.model_dump_json())}
     (out / "config.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
-    (out / "metrics.jsonl").write_text("")
+    metrics = out / "metrics.jsonl"
+    checkpoint = resume_checkpoint(config)
+    if checkpoint is None or not metrics.exists():
+        metrics.write_text("")
+    else:  # resuming: keep the rows up to the checkpoint; later ones will be logged again
+        step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
+        kept = [line for line in metrics.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+        metrics.write_text("".join(line + "\n" for line in kept))
     return out
+
+
+def resume_checkpoint(config: StageConfig) -> str | None:
+    """The newest checkpoint an interrupted run of this stage left in ``OUT/trainer`` (None: start fresh)."""
+    if not config.save_steps:
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = config.output_dir / "trainer"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
 def save_trained(trainer: Any, tokenizer: Any, config: StageConfig, *, model: Any = None) -> Path:
@@ -262,7 +285,7 @@ def save_trained(trainer: Any, tokenizer: Any, config: StageConfig, *, model: An
 def train_and_save(trainer: Any, tokenizer: Any, config: StageConfig, stage: str, extra: dict[str, Any] | None = None) -> "StageResult":
     """Train, save the model (adapter or merged), and describe the stage folder: the tail every
     supervised/preference stage shares."""
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_checkpoint(config))
     model_dir = save_trained(trainer, tokenizer, config)
     out = config.output_dir
     return StageResult(stage=stage, output_dir=out, model_dir=model_dir, metrics_path=out / "metrics.jsonl",

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cai_engine.training.common import (
+    resume_checkpoint,
     StageResult, build_trl_args, last_metrics, load_causal_lm, load_tokenizer, make_metrics_writer,
     peft_config, prepare_output, resolve_model_path, save_trained,
 )
@@ -102,7 +103,7 @@ def train_grpo(config: GRPOStageConfig, *, reward_func: Any = None) -> StageResu
         peft_config=peft_config(config.lora),
         callbacks=[make_metrics_writer(out / "metrics.jsonl", extra_hooks=[monitor.on_log])],
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_checkpoint(config))
     model_dir = save_trained(trainer, tokenizer, config)
     extra: dict[str, Any] = {"reward_model_accuracy": accuracy}
     if hasattr(raw, "stats"):

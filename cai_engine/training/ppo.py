@@ -34,6 +34,7 @@ from cai_engine.training.rl import RewardShaper, RLStageConfig, check_same_vocab
 
 
 class PPOStageConfig(RLStageConfig):
+    save_steps: int = Field(0, ge=0, le=0, description="Always 0: TRL's PPOTrainer cannot resume, so an interrupted PPO stage restarts.")
     kl_coef: float = Field(0.05, ge=0, le=1, description="KL penalty towards the reference policy (0.01-0.1 is the usual range).")
     kl_estimator: Literal["k1", "k3"] = Field("k1", description="KL estimator (k3: lower variance).")
     whiten_rewards: bool = Field(False, description="TRL's per-batch reward whitening (needs mini-batches of 8+).")

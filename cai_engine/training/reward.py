@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cai_engine.training.common import (
+    resume_checkpoint,
     StageResult,
     build_trl_args,
     last_metrics,
@@ -150,7 +151,7 @@ def train_reward(config: RewardStageConfig) -> StageResult:
         quantization_config=quant,
         callbacks=[make_metrics_writer(out / "metrics.jsonl")],
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_checkpoint(config))
 
     trained = trainer.accelerator.unwrap_model(trainer.model)
     from peft import PeftModel
