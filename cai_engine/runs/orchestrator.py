@@ -76,12 +76,20 @@ async def _run_stage(ctx: S.RunContext, stage: str) -> dict[str, Any]:
     raise CaiError(f"unknown stage {stage!r}")
 
 
+def _check_inputs(config: RunConfig, config_path: Path) -> None:
+    """Fail before any stage starts (and before any model loads) when an input file is missing."""
+    for field, path in (("prompts.train", config.prompts.train), ("prompts.heldout", config.prompts.heldout)):
+        if path is not None and not path.exists():
+            raise CaiError(f"{config_path}: {field}: {path} not found (relative paths are relative to the config file)")
+
+
 def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) -> Path:
     """Run every stage of ``config_path`` in order; returns the run dir."""
     config, run_dir = load_run_config(config_path)
     if from_stage is not None and from_stage not in config.stages:
         raise CaiError(f"--from {from_stage}: not a stage of this run ({', '.join(config.stages)})")
     constitution = load_constitution(config.constitution)
+    _check_inputs(config, config_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     state = RunState.load(run_dir)
