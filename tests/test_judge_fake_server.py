@@ -14,7 +14,7 @@ from cai_engine.engine.records import latest_records
 from cai_engine.models.base import ModelConfig
 from cai_engine.pipelines.aggregate import select_pairs
 from cai_engine.pipelines.candidates import Candidate, PairSpec
-from cai_engine.pipelines.judge import JudgeSettings, run_judge
+from cai_engine.pipelines.judge import JudgeSettings, pair_id, run_judge
 
 CONSTITUTION = Constitution(
     name="t", principles=[{"id": "honest", "critique": "Find false claims.", "revision": "Fix.", "judge": "Which response is more accurate?"}]
@@ -27,13 +27,15 @@ def pair(a: str, b: str) -> PairSpec:
 
 
 async def judge(provider, pairs: list[PairSpec], out: Path, **settings: object) -> list[dict]:
+    """The records of ``pairs``, in their order (they finish, and are written, in any order)."""
     engine = Engine.from_config(ModelConfig(spec="openai/judge", base_urls=[provider.openai_base], timeout_s=5.0))
+    judge_settings = JudgeSettings(constitution=CONSTITUTION, **settings)
     try:
-        await run_judge(pairs, engine=engine, settings=JudgeSettings(constitution=CONSTITUTION, **settings),
-                        out_path=out, concurrency=4)
+        await run_judge(pairs, engine=engine, settings=judge_settings, out_path=out, concurrency=4)
     finally:
         await engine.aclose()
-    return latest_records(out)
+    by_id = {r["id"]: r for r in latest_records(out)}
+    return [by_id[pair_id(p, judge_settings, engine.spec)] for p in pairs]
 
 
 async def test_soft_labels_from_top_logprobs(tmp_path: Path) -> None:
