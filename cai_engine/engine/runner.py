@@ -74,7 +74,6 @@ async def run_items(
     fatal: list[BaseException] = []
     pending = iter(items)  # shared by the workers: each pulls the next item when it is free
     seen: set[str] = set()
-    workers: list[asyncio.Task[None]] = []
 
     async def one(item: T, rid: str) -> None:
         try:
@@ -116,7 +115,7 @@ async def run_items(
         # After a fatal error (budget reached, auth failing) no worker starts a new item; requests
         # already in flight finish and are saved, since they are paid for whatever happens.
 
-    workers.extend(asyncio.create_task(pull_and_run()) for _ in range(max(1, concurrency)))
+    workers = [asyncio.create_task(pull_and_run()) for _ in range(max(1, concurrency))]
     try:
         results = await asyncio.gather(*workers, return_exceptions=True)
     except BaseException:  # cancelled from outside (Ctrl-C): cancel the workers, then re-raise

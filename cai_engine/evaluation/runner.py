@@ -35,7 +35,7 @@ from cai_engine.evaluation.generate import GenJob, GenSettings, base_record, gen
 from cai_engine.evaluation.judging import ClassifyJob, classification_id, classify_base, classify_item, classify_settings
 from cai_engine.evaluation.report import EvalReport
 from cai_engine.evaluation.sets import EvalItem, load_set, shipped_path
-from cai_engine.models.base import SamplingParams
+from cai_engine.models.base import ModelConfig, SamplingParams
 from cai_engine.pipelines.judge import JudgeSettings, judge_pair, pair_id
 
 ROLES = ("trained", "base")
@@ -68,27 +68,36 @@ class EvalEngines:
         return seen
 
 
-def build_engines(config: EvalConfig) -> EvalEngines:
+def engines_for(trained: ModelConfig, base: ModelConfig, judge: ModelConfig,
+                build: Callable[[ModelConfig], Engine]) -> EvalEngines:
     """One engine per distinct model config: trained = base = judge loads one local model, not three."""
-    from cai_engine.engine.factory import build_engine, load_model_config
-
     built: dict[str, Engine] = {}
 
-    def engine(spec: str, file: Path | None) -> Engine:
-        model_config = load_model_config(spec, file)
+    def engine(model_config: ModelConfig) -> Engine:
         key = model_config.model_dump_json()
         if key not in built:
-            built[key] = build_engine(model_config, use_cache=config.use_cache, max_cost_usd=config.max_cost_usd)
+            built[key] = build(model_config)
         return built[key]
 
     try:
-        return EvalEngines(engine(config.model, config.model_config_file), engine(config.base_model, config.base_model_config_file),
-                           engine(config.judge_model, config.judge_config_file))
-    except BaseException:  # a bad second spec: release the caches the first engines opened
+        return EvalEngines(engine(trained), engine(base), engine(judge))
+    except BaseException:  # a bad second config: release the caches the first engines opened
         for e in built.values():
             if e.cache is not None:
                 e.cache.close()
         raise
+
+
+def build_engines(config: EvalConfig) -> EvalEngines:
+    """The engines of an eval config's specs and model config files (see :func:`engines_for`)."""
+    from cai_engine.engine.factory import build_engine, load_model_config
+
+    return engines_for(
+        load_model_config(config.model, config.model_config_file),
+        load_model_config(config.base_model, config.base_model_config_file),
+        load_model_config(config.judge_model, config.judge_config_file),
+        lambda model_config: build_engine(model_config, use_cache=config.use_cache, max_cost_usd=config.max_cost_usd),
+    )
 
 
 def judge_settings(config: EvalConfig, constitution: Constitution) -> JudgeSettings:

@@ -159,8 +159,7 @@ def _train(ctx: RunContext, stage: str, model: Path, dataset: Path, **wired: Any
         # The next stage (and eval) starts from this policy as a full checkpoint, so merge the adapter
         # unless the config says otherwise.
         fields.setdefault("merge", True)
-    training_stage = "grpo" if stage == "grpo" else stage
-    result = run_stage(training_stage, load_stage_config(training_stage, None, **fields))
+    result = run_stage(stage, load_stage_config(stage, None, **fields))
     return {"model_dir": result.model_dir, "metrics": result.metrics_path, "final_metrics": result.final_metrics, **result.extra}
 
 
@@ -188,15 +187,10 @@ async def stage_eval(ctx: RunContext) -> dict[str, Any]:
     from cai_engine.cli.progress import RunProgress
     from cai_engine.evaluation import summary
     from cai_engine.evaluation.config import EvalConfig
-    from cai_engine.evaluation.runner import FILES, EvalEngines, evaluate_async
+    from cai_engine.evaluation.runner import FILES, engines_for, evaluate_async
 
     cfg = ctx.config
     trained_config = ctx.policy_config(ctx.current_policy())
-    configs = {"trained": trained_config, "base": cfg.models.policy, "judge": cfg.models.judge}
-    engines: dict[str, Engine] = {}  # one engine per distinct model config: the base that also judges loads once
-    for role, model_config in configs.items():
-        same = next((e for e in engines.values() if e.config == model_config), None)
-        engines[role] = same or ctx.engine(model_config)
     eval_config = EvalConfig(
         model=trained_config.spec, base_model=cfg.models.policy.spec, judge_model=cfg.models.judge.spec,
         constitution=str(ctx.constitution.source_path or cfg.constitution),
@@ -204,7 +198,7 @@ async def stage_eval(ctx: RunContext) -> dict[str, Any]:
         seed=cfg.generation.seed, use_cache=cfg.use_cache, max_cost_usd=cfg.max_cost_usd, metrics=cfg.eval.metrics,
     )
     out = ctx.stage_dir("eval")
-    distinct = EvalEngines(engines["trained"], engines["base"], engines["judge"])
+    distinct = engines_for(trained_config, cfg.models.policy, cfg.models.judge, ctx.engine)  # a base that also judges loads once
     try:
         report = await evaluate_async(eval_config, out, engines=distinct, progress=RunProgress)
     finally:

@@ -222,9 +222,8 @@ def build_trl_args(config_cls: type, config: StageConfig, stage_fields: dict[str
         "fp16": False,
         "gradient_checkpointing": config.gradient_checkpointing,
         "report_to": "none",
-        "save_strategy": "steps" if config.save_steps else "no",
-        "save_steps": config.save_steps or 500,
-        "save_total_limit": 1,
+        **({"save_strategy": "steps", "save_steps": config.save_steps, "save_total_limit": 1}
+           if config.save_steps else {"save_strategy": "no"}),
         "dataloader_num_workers": 0,
         "use_cpu": not on_cuda,
         "disable_tqdm": True,

@@ -13,9 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cai_engine.training.common import (
-    resume_checkpoint,
-    StageResult, build_trl_args, last_metrics, load_causal_lm, load_tokenizer, make_metrics_writer,
-    peft_config, prepare_output, resolve_model_path, save_trained,
+    StageResult, build_trl_args, load_causal_lm, load_tokenizer, make_metrics_writer,
+    peft_config, prepare_output, resolve_model_path, train_and_save,
 )
 from cai_engine.training.data import load_prompts
 from cai_engine.training.monitors import RLMonitor
@@ -103,9 +102,7 @@ def train_grpo(config: GRPOStageConfig, *, reward_func: Any = None) -> StageResu
         peft_config=peft_config(config.lora),
         callbacks=[make_metrics_writer(out / "metrics.jsonl", extra_hooks=[monitor.on_log])],
     )
-    trainer.train(resume_from_checkpoint=resume_checkpoint(config))
-    model_dir = save_trained(trainer, tokenizer, config)
-    extra: dict[str, Any] = {"reward_model_accuracy": accuracy}
+    result = train_and_save(trainer, tokenizer, config, stage, extra={"reward_model_accuracy": accuracy})
     if hasattr(raw, "stats"):
-        extra["judge"] = dict(raw.stats)
-    return StageResult(stage=stage, output_dir=out, model_dir=model_dir, metrics_path=out / "metrics.jsonl", final_metrics=last_metrics(config), extra=extra)
+        result.extra["judge"] = dict(raw.stats)
+    return result

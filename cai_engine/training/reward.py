@@ -14,7 +14,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cai_engine.training.common import (
-    resume_checkpoint,
     StageResult,
     build_trl_args,
     last_metrics,
@@ -24,6 +23,7 @@ from cai_engine.training.common import (
     prepare_output,
     quantization_config,
     resolve_model_path,
+    resume_checkpoint,
 )
 from cai_engine.training.data import load_preference, split_eval
 from cai_engine.training.dpo import PreferenceFilter
