@@ -164,7 +164,10 @@ def lint(
         if not as_json:
             counts = summarize(warnings)
             detail = f" ({', '.join(f'{v} {k}' for k, v in counts.items())})" if counts else ""
-            typer.echo(f"{file}: {len(warnings)} warning{'s' * (len(warnings) != 1)}{detail}", err=True)
+            notes = sum(1 for w in warnings if w.is_note)
+            found = len(warnings) - notes
+            noted = f", {notes} note{'s' * (notes != 1)}" if notes else ""
+            typer.echo(f"{file}: {found} warning{'s' * (found != 1)}{noted}{detail}", err=True)
     if total:
         raise typer.Exit(1)
 
