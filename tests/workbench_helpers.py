@@ -68,17 +68,21 @@ def write_prompts(path: Path) -> Path:
 
 
 async def build_dataset(out: Path, judge_base_url: str) -> Path:
-    """revisions.jsonl + pairs.jsonl in ``out`` (general constitution, 1 round, 2 principles per judgment)."""
+    """revisions.jsonl + pairs.jsonl in ``out`` (general constitution, 1 round, 2 principles per judgment).
+
+    One item at a time, so records are written (and the viewer lists them) in TABLE order: the
+    browser test relies on which record comes first and second on screen.
+    """
     constitution = load_constitution("general")
     prompts = write_prompts(out.parent / "prompts.jsonl")
     settings = ReviseSettings(constitution=constitution, params=SamplingParams(max_tokens=64), rounds=1,
                               principles_per_round=1, few_shot=len(constitution.few_shot), seed=0)
     policy = scripted_engine()
-    await run_revise(iter_prompts(prompts), engine=policy, settings=settings, out_path=out / "revisions.jsonl", concurrency=4)
+    await run_revise(iter_prompts(prompts), engine=policy, settings=settings, out_path=out / "revisions.jsonl", concurrency=1)
     judge = Engine.from_config(ModelConfig(spec="openai/scripted", base_urls=[judge_base_url], max_concurrency=16))
     try:
         await run_judge(revision_pairs(out), engine=judge, settings=JudgeSettings(constitution=constitution, principles_per_judgment=2),
-                        out_path=out / "pairs.jsonl", concurrency=8)
+                        out_path=out / "pairs.jsonl", concurrency=1)
     finally:
         await judge.aclose()
     return out
