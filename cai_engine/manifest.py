@@ -24,13 +24,20 @@ def package_versions() -> dict[str, str]:
 
 
 def write_manifest(out_dir: Path, stage: str, data: dict[str, Any]) -> Path:
-    """Merge ``data`` under ``stages[stage]`` of ``out_dir/manifest.json`` (atomic replace)."""
+    """Merge ``data`` under ``stages[stage]`` of ``out_dir/manifest.json`` (atomic replace).
+
+    Every string of the manifest passes through :func:`~cai_engine.models.keys.redact`: URLs lose
+    their credentials (``user:pass@``, ``?api_key=``) and known API keys are scrubbed.
+    """
+    from cai_engine.models.keys import redact
+
     path = out_dir / "manifest.json"
     manifest: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     manifest["python"] = platform.python_version()
     manifest["packages"] = package_versions()
     manifest.setdefault("stages", {})[stage] = {**data, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
+    manifest = redact(json.loads(json.dumps(manifest, ensure_ascii=False, default=str)))
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     os.replace(tmp, path)
     return path

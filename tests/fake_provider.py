@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULT_KINDS = ("429", "500", "503", "slow", "drop", "malformed", "truncated")
+FAULT_KINDS = ("429", "500", "503", "slow", "drop", "malformed", "truncated", "400key")
+# "400key": a non-retryable 400 whose message quotes the caller's Authorization header (whole and
+# masked ``sk-abc...xyz``), as real APIs do for some bad requests: the record's error must be scrubbed.
 
 
 @dataclass
@@ -318,6 +320,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(429, "Rate limit reached (fake).", headers)
         elif kind in ("403", "404", "500", "503"):
             self._error(int(kind), "The server had an error (fake).")
+        elif kind == "400key":
+            key = self._key()
+            self._error(400, f"Invalid request (fake) with Authorization: {self.headers.get('Authorization', '')}"
+                             f"; key {key[:12]}...{key[-12:]} is not allowed this model")
         elif kind == "slow":
             time.sleep(p.faults.slow_s)
             return False  # answer normally, but late: the client has given up by now

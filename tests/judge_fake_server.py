@@ -88,11 +88,12 @@ class JudgeProvider(FakeProvider):
 
 
 class running_judge:  # noqa: N801 - used like a function: ``with running_judge(mode=...) as p``
-    def __init__(self, **kwargs: Any):
+    def __init__(self, port: int = 0, **kwargs: Any):
+        self.port = port
         self.provider = JudgeProvider(**kwargs)
 
     def __enter__(self) -> JudgeProvider:
-        return self.provider.start()
+        return self.provider.start(self.port)
 
     def __exit__(self, *exc: object) -> None:
         self.provider.stop()

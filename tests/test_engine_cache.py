@@ -42,13 +42,13 @@ async def test_rerun_hits_cache_and_costs_nothing(tmp_path, monkeypatch) -> None
     assert (tmp_path / "home" / "cache.sqlite").exists()
 
 
-def test_key_covers_params_and_seed_not_endpoints(tmp_path) -> None:
-    a = ModelConfig(spec="openai/m", base_urls=["http://a/v1"])
-    b = ModelConfig(spec="openai/m", base_urls=["http://b/v1"], api_key_env="OTHER")
+def test_key_covers_fingerprint_and_params(tmp_path) -> None:
     r = requests(1)[0]
-    assert cache_key(a, r) == cache_key(b, r)  # replicas share entries; keys/URLs never enter the key
-    assert cache_key(a, r) != cache_key(a, r.model_copy(update={"params": SamplingParams(temperature=0.7, seed=99)}))
-    assert cache_key(a, r) != cache_key(ModelConfig(spec="openai/other"), r)
+    fp = "openai/m@http://a"
+    assert cache_key(fp, r) == cache_key(fp, r.model_copy())
+    assert cache_key(fp, r) != cache_key(fp, r.model_copy(update={"params": SamplingParams(temperature=0.7, seed=99)}))
+    assert cache_key(fp, r) != cache_key("openai/m@http://b", r)  # another host may serve another model
+    assert cache_key(fp, r) != cache_key("local/ckpt@1f2e", r)
     cache = ResponseCache(tmp_path / "c.sqlite")
     mode = sqlite3.connect(tmp_path / "c.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"

@@ -43,6 +43,7 @@ def test_latest_record_wins_after_retry(tmp_path) -> None:
         store.append({"id": "c", "status": "ok"})
         store.append({"id": "a", "status": "ok", "text": "second try"})
     records = latest_records(path)
-    assert [r["id"] for r in records] == ["a", "c"]
-    assert records[0]["text"] == "second try"
+    # Streamed in file order of each id's latest line: the retried "a" now comes after "c".
+    assert [r["id"] for r in records] == ["c", "a"]
+    assert records[1]["text"] == "second try"
     assert latest_records(path, status="failed") == []

@@ -106,8 +106,10 @@ def test_preview_cli_shows_both_answers_critique_and_judge(tmp_path: Path, capsy
     assert len(items) == 3 and all(i["pair"] and i["revision"] for i in items)
     # The judge's replies went to the response cache; a rerun reads them, --no-cache asks again.
     assert (own_home / "cache.sqlite").is_file()
-    with running_judge(decide=judge_decide) as judge:
-        config.write_text(f"base_urls: ['{judge.openai_base}']\n")
+    # A new server process on the same endpoint (the cache key holds the model and its host:port).
+    port = judge.port
+    with running_judge(decide=judge_decide, port=port) as judge:
+        assert judge.port == port
         args = ["constitution", "preview", "general", "--prompts", str(prompts), "--n", "3", "-m", "wbscripted/p",
                 "--judge-model", "openai/scripted", "--judge-config", str(config), "--rounds", "1"]
         main(args)

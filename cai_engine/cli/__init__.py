@@ -13,6 +13,7 @@ from cai_engine.cli.app import app, register_commands
 
 
 def main(argv: list[str] | None = None) -> None:
+    from cai_engine.engine.stopping import Stopped
     from cai_engine.errors import CaiError
 
     register_commands()
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             raise SystemExit(code)
+    except Stopped as exc:  # a graceful stop: what finished is saved, say how to resume
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(exc.exit_code) from None
     except CaiError as exc:
         sys.stderr.write(f"error: {exc}\n")
         raise SystemExit(2) from None
@@ -30,11 +34,27 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        kind = click_error_kind(exc)
+        if kind == "abort":
+            sys.stderr.write("aborted\n")
             raise SystemExit(1) from None
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
+        if kind == "click":
+            exc.show()  # type: ignore[attr-defined]  # usage line, "Try ... --help", "Error: ..."
+            raise SystemExit(getattr(exc, "exit_code", 2)) from None
         raise
+
+
+def click_error_kind(exc: BaseException) -> str | None:
+    """``"click"`` for a click-style error that shows itself (usage errors, bad parameters, missing
+    arguments), ``"abort"`` for an abort, else ``None``.
+
+    Read from the exception's class names, not by ``isinstance``: typer >= 0.2x vendors click as
+    ``typer._click`` (its exceptions are not ``click.ClickException``), older typer uses ``click``;
+    either may be the one installed.
+    """
+    for cls in type(exc).__mro__:
+        if cls.__name__ == "Abort":
+            return "abort"
+        if cls.__name__ in ("ClickException", "UsageError") and callable(getattr(exc, "show", None)):
+            return "click"
+    return None

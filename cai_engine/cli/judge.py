@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -46,10 +45,25 @@ def _settings(loaded: Any, k: int | None, cot: bool, cot_clamp: str, no_logprobs
     )
 
 
-async def _run(pairs: Any, total: int | None, out: Path, settings: Any, judge_config: Any, *, what: str,
-               policy: Any = None, model_b: Any = None, kind: str = "file", gen_params: Any = None,
-               concurrency: int | None, retry_failed: bool, no_cache: bool, max_cost: float | None,
-               manifest: dict[str, Any], batch: bool = False, shard: tuple[int, int] | None = None) -> Any:
+def _run(pairs: Any, total: int | None, out: Path, settings: Any, judge_config: Any, *, what: str,
+         policy: Any = None, model_b: Any = None, kind: str = "file", gen_params: Any = None,
+         concurrency: int | None, retry_failed: bool, no_cache: bool, max_cost: float | None,
+         manifest: dict[str, Any], batch: bool = False, shard: tuple[int, int] | None = None,
+         grace: float = 30.0) -> Any:
+    """Run the judge in one :class:`Session` on OUT (one budget for judge and policy)."""
+    from cai_engine.engine.session import Session
+
+    session = Session(out, max_cost_usd=max_cost, use_cache=not no_cache, grace_s=grace)
+    return session.run(lambda s: _judge_in_session(
+        s, pairs, total, out, settings, judge_config, what=what, policy=policy, model_b=model_b, kind=kind,
+        gen_params=gen_params, concurrency=concurrency, retry_failed=retry_failed, manifest=manifest, batch=batch,
+        shard=shard))
+
+
+async def _judge_in_session(session: Any, pairs: Any, total: int | None, out: Path, settings: Any, judge_config: Any, *,
+                            what: str, policy: Any, model_b: Any, kind: str, gen_params: Any, concurrency: int | None,
+                            retry_failed: bool, manifest: dict[str, Any], batch: bool,
+                            shard: tuple[int, int] | None) -> Any:
     """Build engines, stream pairs through the judge with progress, write the manifest.
 
     ``pairs`` is an iterable of :class:`PairSpec`, or for generated sources a function of the
@@ -57,19 +71,18 @@ async def _run(pairs: Any, total: int | None, out: Path, settings: Any, judge_co
     config as the judge shares the judge's engine, so a local model is loaded once.
     """
     from cai_engine.cli.progress import RunProgress, console
-    from cai_engine.engine.factory import build_engine
     from cai_engine.manifest import write_manifest
     from cai_engine.pipelines.candidates import CandidateGenerator
     from cai_engine.pipelines.judge import run_judge
 
-    engines = [build_engine(judge_config, use_cache=not no_cache, max_cost_usd=max_cost, batch_dir=out / "batches" if batch else None)]
+    engines = [session.engine(judge_config, batch_dir=out / "batches" if batch else None)]
     generator = None
     if policy is not None:
 
         def engine_for(config: Any) -> Any:
             same = next((e for e in engines if e.config == config), None)
             if same is None:
-                same = build_engine(config, use_cache=not no_cache, max_cost_usd=max_cost)
+                same = session.engine(config)
                 engines.append(same)
             return same
 
@@ -93,10 +106,9 @@ async def _run(pairs: Any, total: int | None, out: Path, settings: Any, judge_co
             "constitution": {"name": settings.constitution.name, "hash": settings.constitution.hash},
             "settings": settings.fingerprint(engines[0].spec),
             "engines": [e.stats.model_dump() for e in engines],
+            "budget": session.ledger.snapshot(),
             "wall_s": round(time.perf_counter() - started, 2),
         })
-        for engine in engines:
-            await engine.aclose()
     console.print(f"[green]done[/green] {summary.done} new, {summary.skipped} already done, {summary.failed} failed -> {out / 'pairs.jsonl'}")
     if summary.failed:
         console.print(f"[yellow]{summary.failed} failed[/yellow] (first: {summary.failures[0]}); rerun with --retry-failed to redo them")
@@ -127,6 +139,7 @@ def judge(
     max_cost: opt.MaxCostOpt = None,
     batch: opt.BatchOpt = False,
     shard: opt.ShardOpt = None,
+    grace: opt.GraceOpt = 30.0,
 ) -> None:
     """Judge pairs of answers under a constitution, in both orders, into OUT/pairs.jsonl.
 
@@ -170,14 +183,13 @@ def judge(
     else:
         source = cands.file_pairs(path, limit)
         total = sum(1 for _ in cands.file_pairs(path, limit))
-    out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_run(
+    _run(
         source, None if shard_spec else total, out, settings, judge_cfg, what=f"judge {loaded.name}", policy=policy, model_b=second,
         kind=kind, gen_params=gen_params, concurrency=concurrency, retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost,
-        batch=batch, shard=shard_spec,
+        batch=batch, shard=shard_spec, grace=grace,
         manifest={"pairs_from": pairs_from, "shard": shard,
                   "judge_model": judge_cfg.model_dump(mode="json", exclude={"api_key_file"})},
-    ))
+    )
 
 
 def judge_eval(
@@ -198,6 +210,7 @@ def judge_eval(
     retry_failed: opt.RetryFailedOpt = False,
     no_cache: opt.NoCacheOpt = False,
     max_cost: opt.MaxCostOpt = None,
+    grace: opt.GraceOpt = 30.0,
 ) -> None:
     """Measure a judge against human labels: agreement (bootstrap 95% CI), position consistency, length bias, calibration.
 
@@ -210,7 +223,7 @@ def judge_eval(
     from cai_engine.cli.progress import console
     from cai_engine.constitution import load_constitution
     from cai_engine.engine.factory import load_model_config
-    from cai_engine.engine.records import latest_records
+    from cai_engine.engine.records import iter_latest
     from cai_engine.errors import CaiError
     from cai_engine.evaluation.judge_eval import SHIPPED_LABELS, evaluate, write_report
     from cai_engine.pipelines.candidates import file_pairs
@@ -224,16 +237,15 @@ def judge_eval(
     loaded = load_constitution(constitution)
     settings = _settings(loaded, principles_per_judgment, cot, cot_clamp, no_logprobs, seed, None)
     judge_cfg = load_model_config(judge_model, judge_config)
-    out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_run(
+    _run(
         specs, len(specs), out, settings, judge_cfg, what=f"judge-eval {loaded.name}", concurrency=concurrency,
-        retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost,
+        retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, grace=grace,
         manifest={"labels": str(labels), "judge_model": judge_cfg.model_dump(mode="json", exclude={"api_key_file"})},
-    ))
+    )
     from cai_engine.pipelines.judge import pair_id
 
     wanted = {pair_id(s, settings, judge_cfg.spec) for s in specs}
-    records = [r for r in latest_records(out / "pairs.jsonl") if r["id"] in wanted]
+    records = [r for r in iter_latest(out / "pairs.jsonl") if r["id"] in wanted]
     report = {"judge_model": judge_cfg.spec, "constitution": f"{loaded.name}@{loaded.hash}", "labels": str(labels),
               **evaluate(records, seed=seed)}
     paths = write_report(report, out)

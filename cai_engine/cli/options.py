@@ -19,7 +19,10 @@ LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Only th
 ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Items in flight at once (default: the model's max_concurrency).")]
 RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Redo records that failed in an earlier run.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")]
-MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", min=0, help="Stop cleanly once this many USD are spent.")]
+MaxCostOpt = Annotated[Optional[float], typer.Option(
+    "--max-cost", min=0, help="Stop cleanly once this many USD are spent on this --out (reruns included).")]
+GraceOpt = Annotated[float, typer.Option(
+    "--grace", min=0, help="On Ctrl-C/SIGTERM, seconds to let requests in flight finish and be saved.")]
 BatchOpt = Annotated[bool, typer.Option("--batch", help="Use the provider's Batch API (OpenAI, Anthropic): cheaper, slower.")]
 MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Max generated tokens per step.")]
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", min=0, max=2, help="Sampling temperature (0 = greedy).")]

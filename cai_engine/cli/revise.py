@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated, Optional
 
@@ -33,6 +32,7 @@ def revise(
     max_cost: opt.MaxCostOpt = None,
     batch: opt.BatchOpt = False,
     shard: opt.ShardOpt = None,
+    grace: opt.GraceOpt = 30.0,
 ) -> None:
     """Answer each prompt, critique the answer against sampled principles, and revise it.
 
@@ -45,7 +45,8 @@ def revise(
     """
     from cai_engine.cli.progress import RunProgress, console
     from cai_engine.constitution import load_constitution
-    from cai_engine.engine.factory import build_engine, load_model_config
+    from cai_engine.engine.factory import load_model_config
+    from cai_engine.engine.session import Session
     from cai_engine.engine.runner import parse_shard
     from cai_engine.errors import ConfigError
     from cai_engine.manifest import write_manifest
@@ -70,13 +71,11 @@ def revise(
     )
     shard_spec = parse_shard(shard)
     total = None if shard_spec else count_prompts(prompts, column, limit)
-    out.mkdir(parents=True, exist_ok=True)
     records_path = out / "revisions.jsonl"
+    session = Session(out, max_cost_usd=max_cost, use_cache=not no_cache, grace_s=grace)
 
-    async def go() -> None:
-        engine = build_engine(
-            config, use_cache=not no_cache, max_cost_usd=max_cost, batch_dir=out / "batches" if batch else None
-        )
+    async def go(session: Session) -> None:
+        engine = session.engine(config, batch_dir=out / "batches" if batch else None)
         started = time.perf_counter()
         try:
             with RunProgress(f"revise {loaded.name}", total, [engine]) as progress:
@@ -101,10 +100,10 @@ def revise(
                     "model": config.model_dump(mode="json", exclude={"api_key_file"}),
                     "settings": {"rounds": settings.rounds, "principles_per_round": k, "few_shot": settings.few_shot, "seed": seed, "shard": shard},
                     "engine": engine.stats.model_dump(),
+                    "budget": session.ledger.snapshot(),
                     "wall_s": round(time.perf_counter() - started, 2),
                 },
             )
-            await engine.aclose()
         console.print(
             f"[green]done[/green] {summary.done} new, {summary.skipped} already done, {summary.failed} failed "
             f"-> {records_path}\nnext: cai export sft {out} --out {out / 'sft'}"
@@ -112,7 +111,7 @@ def revise(
         if summary.failed:
             console.print(f"[yellow]{summary.failed} failed[/yellow] (first: {summary.failures[0]}); rerun with --retry-failed to redo them")
 
-    asyncio.run(go())
+    session.run(go)
 
 
 def register(app: typer.Typer) -> None:

@@ -249,14 +249,14 @@ def preview(
     items = asyncio.run(go())
     render_preview(items, Console())
     if out is not None:
-        from cai_engine.engine.records import RecordStore
+        from cai_engine.engine.session import open_store
 
-        with RecordStore(out / "revisions.jsonl") as store:
+        with open_store(out / "revisions.jsonl") as store:
             for item in items:
                 store.append(item.revision)
         pairs = [item.pair for item in items if item.pair and "id" in item.pair]
         if pairs:
-            with RecordStore(out / "pairs.jsonl") as store:
+            with open_store(out / "pairs.jsonl") as store:
                 for pair in pairs:
                     store.append(pair)
         typer.echo(f"saved {len(items)} revisions and {len(pairs)} pairs to {out}; browse them with: cai view {out}", err=True)

@@ -1,8 +1,11 @@
 """Content-addressed response cache in SQLite (WAL), so a rerun of the same requests costs nothing.
 
-Key: sha256 of the canonical JSON of (model spec, messages, every sampling parameter incl. seed
-and n). Endpoint URLs and keys are never part of the key or the value, so load-balanced replicas
-share entries and nothing secret is written.
+Key: sha256 of the canonical JSON of (the model's fingerprint, messages, every sampling parameter
+incl. seed and n). Keys are never part of the key or the value; for hosted models the fingerprint
+holds the model name and the endpoint host (no credentials), so nothing secret is written.
+
+Reads and writes run on the session's writer thread (one connection, FIFO), so the event loop
+never waits on SQLite and a read always sees the writes queued before it.
 
 Choice: a request with temperature > 0 and no seed is cached too. The same request then yields
 the same record on a rerun, which is what resume needs (a rerun must not silently change data
@@ -19,14 +22,17 @@ import threading
 import time
 from pathlib import Path
 
-from cai_engine.models.base import ChatRequest, ChatResponse, ModelConfig
+from cai_engine.models.base import ChatRequest, ChatResponse
 from cai_engine.paths import cai_home
 
 
-def cache_key(config: ModelConfig, request: ChatRequest) -> str:
-    """Hex sha256 of what determines a response. Also the Batch API ``custom_id`` (64 chars)."""
+def cache_key(fingerprint: str, request: ChatRequest) -> str:
+    """Hex sha256 of what determines a response. Also the Batch API ``custom_id`` (64 chars).
+
+    ``fingerprint`` is the backend's ``fingerprint()``: for local and vLLM models it covers the
+    weight and adapter files, so a checkpoint retrained at the same path is a cache miss."""
     payload = {
-        "spec": config.spec,
+        "model": fingerprint,
         "messages": [[m.role, m.content] for m in request.messages],
         "params": request.params.model_dump(mode="json"),
     }
@@ -39,7 +45,7 @@ def default_cache_path() -> Path:
 
 
 class ResponseCache:
-    """A key -> ChatResponse table. Reads and writes are sub-millisecond, so they run inline."""
+    """A key -> ChatResponse table; use it from one thread at a time (the session's writer)."""
 
     def __init__(self, path: Path | None = None):
         self.path = Path(path) if path is not None else default_cache_path()

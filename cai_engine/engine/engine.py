@@ -1,6 +1,7 @@
 """The engine: every model call of a pipeline goes through :meth:`Engine.generate`.
 
-Layers, outside in: budget check -> response cache -> (Batch API queue | retry policy -> limits ->
+Layers, outside in: budget check (the command's shared ledger) -> response cache (keyed by the
+backend's fingerprint, read and written on the session's writer thread) -> (Batch API queue | retry policy -> limits ->
 backend). Backends that can tell retryable failures apart (hosted ones expose ``classify``) get the
 retry policy, rate limits and adaptive concurrency; in-process backends (local, mock, vllm) get
 plain bounded concurrency, since retrying a local crash would only repeat it. Pipelines stay plain
@@ -21,7 +22,9 @@ from cai_engine.engine.batch_api import BatchCoordinator, BatchSettings
 from cai_engine.engine.cache import ResponseCache, cache_key
 from cai_engine.engine.limits import Limits, limits_for
 from cai_engine.engine.retry import RetryPolicy
-from cai_engine.errors import BudgetExceeded, ModelError
+from cai_engine.engine.ledger import BudgetLedger
+from cai_engine.engine.writer import Writer
+from cai_engine.errors import ConfigError, ModelError
 from cai_engine.models.base import ChatModel, ChatRequest, ChatResponse, ModelConfig
 from cai_engine.models.prices import BATCH_DISCOUNT, prices_for
 from cai_engine.models.registry import create_model
@@ -49,9 +52,16 @@ class Engine:
         *,
         cache: ResponseCache | None = None,
         max_cost_usd: float | None = None,
+        ledger: BudgetLedger | None = None,
+        io: Writer | None = None,
+        owns_cache: bool = False,
         batch_dir: Path | None = None,
         options: EngineOptions | None = None,
     ):
+        """``ledger``: the command's shared budget (a private one holding ``max_cost_usd`` when
+        absent). ``io``: the session's writer thread, where cache reads and writes run (inline
+        when absent). ``owns_cache``: close the cache with the engine (engines built outside a
+        session); a session closes its shared cache itself."""
         self.model = model
         self.config = config
         self.options = options or EngineOptions()
@@ -59,9 +69,18 @@ class Engine:
         self.prices = prices_for(config)
         self.stats.price_known = self.prices is not None
         self.cache = cache
-        self.max_cost_usd = max_cost_usd
+        self.ledger = ledger if ledger is not None else BudgetLedger(None, max_cost_usd)
+        if self.ledger.max_cost_usd is not None and self.prices is None:
+            # An unknown price would count as $0 and the budget would never fire.
+            raise ConfigError(
+                f"--max-cost needs the price of {config.spec}, which is not in the price table; set "
+                "`prices: {input_per_mtok: ..., output_per_mtok: ...}` in the --model-config file"
+            )
+        self._io = io
+        self.owns_cache = owns_cache
+        self.fingerprint = model.fingerprint()
         self._slots = asyncio.Semaphore(config.max_concurrency)
-        classify = getattr(model, "classify", None)
+        classify = model.retry_classifier()
         self.retry: RetryPolicy | None = None
         if classify is not None:
             env = config.api_key_env or {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(
@@ -73,16 +92,22 @@ class Engine:
             )
         self.batch: BatchCoordinator | None = None
         if batch_dir is not None:
-            adapter_factory = getattr(model, "batch_adapter", None)
-            if adapter_factory is None or self.retry is None:
+            adapter = model.batch_adapter()
+            if adapter is None or self.retry is None:
                 raise ModelError(f"{config.spec}: --batch needs a provider with a Batch API (openai or anthropic)")
-            self.batch = BatchCoordinator(adapter_factory(), Path(batch_dir), config.spec, self.retry.call,
+            self.batch = BatchCoordinator(adapter, Path(batch_dir), config.spec, self.retry.call,
                                           self.options.batch)
         self._limits: Limits | None = None
+        self._closed = False
+
+    @property
+    def max_cost_usd(self) -> float | None:
+        return self.ledger.max_cost_usd
 
     @classmethod
     def from_config(cls, spec_or_config: str | ModelConfig, **kwargs: Any) -> "Engine":
         config = spec_or_config if isinstance(spec_or_config, ModelConfig) else ModelConfig(spec=spec_or_config)
+        kwargs.setdefault("owns_cache", True)
         return cls(create_model(config), config, **kwargs)
 
     @property
@@ -107,10 +132,10 @@ class Engine:
     async def generate(self, request: ChatRequest) -> ChatResponse:
         if self.retry is not None and self.retry.fatal is not None:
             raise self.retry.fatal
-        self._check_budget()
-        key = cache_key(self.config, request) if (self.cache is not None or self.batch is not None) else ""
+        self.ledger.check(self.spec)
+        key = cache_key(self.fingerprint, request) if (self.cache is not None or self.batch is not None) else ""
         if self.cache is not None:
-            hit = self.cache.get(key)
+            hit = await self._io.run(self.cache.get, key) if self._io is not None else self.cache.get(key)
             if hit is not None:
                 self.stats.cached += 1
                 return hit
@@ -123,21 +148,17 @@ class Engine:
                 response = result
                 self.stats.requests += 1
                 self.stats.batched += 1
-                self.stats.add_usage(response.usage, self.prices, BATCH_DISCOUNT)
+                self.ledger.charge(self.spec, self.stats.add_usage(response.usage, self.prices, BATCH_DISCOUNT))
             else:
                 self.stats.note_fault("batch_item")
         if response is None:
             response = await self._call(request)
         if self.cache is not None:
-            self.cache.put(key, response)
+            if self._io is not None:
+                self._io.submit(self.cache.put, key, response)
+            else:
+                self.cache.put(key, response)
         return response
-
-    def _check_budget(self) -> None:
-        if self.max_cost_usd is not None and self.stats.cost_usd >= self.max_cost_usd:
-            raise BudgetExceeded(
-                f"{self.spec}: --max-cost {self.max_cost_usd:g} USD reached (spent {self.stats.cost_usd:.4f} USD); "
-                "finished records are saved, rerun with a higher --max-cost to continue"
-            )
 
     async def _call(self, request: ChatRequest) -> ChatResponse:
         """One request straight to the backend, with retries and limits where the backend allows."""
@@ -147,7 +168,7 @@ class Engine:
         else:
             response = await self._retried(request)
         self.stats.requests += 1
-        self.stats.add_usage(response.usage, self.prices)
+        self.ledger.charge(self.spec, self.stats.add_usage(response.usage, self.prices))
         return response
 
     async def _timed(self, request: ChatRequest) -> ChatResponse:
@@ -192,10 +213,13 @@ class Engine:
             self.limits.on_rate_limited(decision.retry_after_s)
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self.batch is not None:
             await self.batch.aclose()
         await self.model.aclose()
-        if self.cache is not None:
+        if self.cache is not None and self.owns_cache:
             self.cache.close()
 
     async def __aenter__(self) -> "Engine":

@@ -48,7 +48,9 @@ def build_engine(
     cache_path: Path | None = None,
     options: EngineOptions | None = None,
 ) -> Engine:
-    """The engine for one model with the user's cache/budget/batch choices applied.
+    """A stand-alone engine for one model (scripts, tests, GRPO's judge reward): its own budget,
+    its own cache connection. Commands use :meth:`cai_engine.engine.session.Session.engine`
+    instead, so that every engine of the command shares one ledger, cache and writer.
 
     ``use_cache``: the SQLite response cache under ``cai_home()`` (or ``cache_path``). ``mock/``
     models are not cached unless a ``cache_path`` is given: they exist for tests, which must not
@@ -64,8 +66,8 @@ def build_engine(
     cacheable = config.provider != "mock" or cache_path is not None
     cache = ResponseCache(cache_path) if use_cache and cacheable else None
     try:
-        return Engine.from_config(config, cache=cache, max_cost_usd=max_cost_usd, batch_dir=batch_dir,
-                                  options=options)
+        return Engine.from_config(config, cache=cache, owns_cache=True, max_cost_usd=max_cost_usd,
+                                  batch_dir=batch_dir, options=options)
     except BaseException:
         if cache is not None:
             cache.close()

@@ -1,11 +1,18 @@
-"""Append-only JSONL record store: the unit of resume.
+"""Append-only JSONL record store: the unit of resume, with memory flat in the number of records.
 
 Every finished item is one JSON line with a deterministic ``id`` (hash of its inputs and config),
 written and flushed to the OS as soon as it completes (fsync'ed at most every 0.5 s, so a
-process crash or kill -9 loses nothing; only a power cut could lose that last half second). On restart the store reads the file, drops a torn
-last line left by a kill, and reports which ids are done, so a rerun skips them: no finished
-record is lost and none is written twice. A record whose ``status`` is ``"failed"`` keeps its
-reason; ``--retry-failed`` redoes it and the newer line supersedes the old one (last line wins).
+process crash or kill -9 loses nothing; only a power cut could lose that last half second). On
+restart the store scans the file, drops a torn last line left by a kill, and indexes which ids are
+done, so a rerun skips them: no finished record is lost and none is written twice. A record whose
+``status`` is ``"failed"`` keeps its reason; ``--retry-failed`` redoes it and the newer line
+supersedes the old one (last line wins).
+
+Memory: the store keeps an id -> (byte offset, status) index, one small int pair per record, never
+the records (1M records index in well under 100 MB). Lines are written with ``id`` and ``status``
+first, so the startup scan reads them with a regex instead of parsing every JSON line. Readers
+(exports, the viewer, reports, merge) stream with :func:`iter_latest`; :meth:`RecordStore.get`
+seeks to one line.
 """
 
 from __future__ import annotations
@@ -13,9 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+if TYPE_CHECKING:
+    from cai_engine.engine.writer import Writer
+
+_PREFIX = re.compile(rb'^\{"id": ?"([^"\\]+)", ?"status": ?"([a-z_]+)"')
+_STATUS_CODES = {"ok": 0, "failed": 1}
+_STATUS_NAMES = {0: "ok", 1: "failed"}
+_OTHER = 2  # any other status: get() reads the line to know it
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:
@@ -26,38 +43,169 @@ def stable_hash(payload: Any, length: int = 16) -> str:
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Yield the complete JSON lines of ``path``; a torn final line (no newline) is skipped."""
+    for _, raw in _lines(Path(path)):
+        yield json.loads(raw)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of every complete, non-blank line."""
     if not path.exists():
         return
     with path.open("rb") as fh:
+        offset = 0
         for raw in fh:
             if not raw.endswith(b"\n"):
                 break
-            line = raw.strip()
-            if line:
-                yield json.loads(line)
+            if raw.strip():
+                yield offset, raw
+            offset += len(raw)
+
+
+def _id_and_status(raw: bytes) -> tuple[str, str | None]:
+    match = _PREFIX.match(raw)
+    if match is not None:
+        return match.group(1).decode(), match.group(2).decode()
+    record = json.loads(raw)  # a line written by an older version or by hand
+    return record["id"], record.get("status")
+
+
+def _key(record_id: str) -> int | str:
+    """Compact dict key: our ids are 16 hex digits, which fit one int (36 bytes vs a 65-byte str)."""
+    if len(record_id) <= 16:
+        try:
+            return int(record_id, 16)
+        except ValueError:
+            pass
+    return record_id
+
+
+def _pack(offset: int, status: str | None) -> int:
+    return offset * 4 + _STATUS_CODES.get(status or "", _OTHER)
+
+
+class RecordIndex:
+    """id -> the last line of that id (offset and status), built by one scan of the file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._slots: dict[int | str, int] = {}
+        self.scanned_bytes = 0
+        for offset, raw in _lines(self.path):
+            record_id, status = _id_and_status(raw)
+            self._slots[_key(record_id)] = _pack(offset, status)
+            self.scanned_bytes = offset + len(raw)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, record_id: str) -> bool:
+        return _key(record_id) in self._slots
+
+    def slot(self, record_id: str) -> int | None:
+        return self._slots.get(_key(record_id))
+
+    def set(self, record_id: str, offset: int, status: str | None) -> None:
+        self._slots[_key(record_id)] = _pack(offset, status)
+
+    def status(self, record_id: str) -> str | None:
+        """'ok', 'failed', another status, or None when the id is absent."""
+        packed = self._slots.get(_key(record_id))
+        if packed is None:
+            return None
+        code = packed & 3
+        if code in _STATUS_NAMES:
+            return _STATUS_NAMES[code]
+        return read_line_at(self.path, packed >> 2).get("status")
+
+    def offset(self, record_id: str) -> int | None:
+        packed = self._slots.get(_key(record_id))
+        return None if packed is None else packed >> 2
+
+    def is_latest(self, record_id: str, offset: int) -> bool:
+        packed = self._slots.get(_key(record_id))
+        return packed is not None and packed >> 2 == offset
+
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return len(self._slots)
+        code = _STATUS_CODES.get(status)
+        if code is None:
+            return sum(1 for slot in self._slots.values() if slot & 3 == _OTHER)
+        return sum(1 for slot in self._slots.values() if slot & 3 == code)
+
+
+def read_line_at(path: Path, offset: int) -> dict[str, Any]:
+    with Path(path).open("rb") as fh:
+        fh.seek(offset)
+        return json.loads(fh.readline())
+
+
+def iter_latest(path: Path | str, status: str | None = None) -> Iterator[dict[str, Any]]:
+    """Stream the latest record per id (the line that superseded the others), in file order.
+
+    Two passes over the file (index, then read), so memory is the index only, whatever the size.
+    """
+    path = Path(path)
+    index = RecordIndex(path)
+    for offset, raw in _lines(path):
+        if offset >= index.scanned_bytes:
+            break  # appended after the index was built: not part of this snapshot
+        record_id, line_status = _id_and_status(raw)
+        if not index.is_latest(record_id, offset):
+            continue
+        if status is not None and line_status != status:
+            continue
+        yield json.loads(raw)
+
+
+def latest_records(path: Path | str, status: str | None = None) -> list[dict[str, Any]]:
+    """All latest records as a list. For small files only (tests, eval sets): prefer :func:`iter_latest`."""
+    return list(iter_latest(path, status))
+
+
+def count_latest(path: Path | str, status: str | None = None) -> int:
+    return RecordIndex(Path(path)).count(status)
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """One JSON line with ``id`` and ``status`` first (what the index scan reads)."""
+    ordered = {"id": record["id"], "status": record.get("status", "ok")}
+    ordered.update(record)
+    return (json.dumps(ordered, ensure_ascii=False, default=str) + "\n").encode("utf-8")
 
 
 class RecordStore:
-    """One JSONL file of records keyed by ``id``.
+    """One JSONL file of records keyed by ``id``; one process owns it (the OUT lock says which).
 
-    Not safe across processes; one run owns its output file. Within a process, writes happen
-    on the event loop thread, one complete line at a time.
+    With a :class:`~cai_engine.engine.writer.Writer` the lines are written on its thread and the
+    event loop never waits on disk; a record that is queued but not yet written is still visible
+    to :meth:`is_done` and :meth:`get`. Without one, each append writes inline.
     """
 
-    def __init__(self, path: Path | str, fsync_every_s: float = 0.5):
+    def __init__(
+        self,
+        path: Path | str,
+        fsync_every_s: float = 0.5,
+        *,
+        writer: "Writer | None" = None,
+        on_written: Callable[[Path, int, float], None] | None = None,
+    ):
         """Every line is written and flushed to the OS at once (a kill -9 loses nothing); fsync runs
         at most every ``fsync_every_s`` (a power cut may lose that window; 0 = fsync every record).
-        An fsync per record blocks the event loop ~1-10 ms, which capped a fast hosted run at about
-        a third of the raw SDK's throughput (benchmarks/engine_overhead.py)."""
+        ``on_written(path, end_offset, cost_usd)`` runs on the writing thread after each line (the
+        budget ledger counts what is on disk, so it matches the records after a kill)."""
         self.path = Path(path)
         self.fsync_every_s = fsync_every_s
+        self.writer = writer
+        self.on_written = on_written
         self._last_sync = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair_torn_tail()
-        self._latest: dict[str, dict[str, Any]] = {}
-        for record in read_jsonl(self.path):
-            self._latest[record["id"]] = record
-        self._fh = self.path.open("a", encoding="utf-8")
+        self.index = RecordIndex(self.path)
+        self._queued: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._fh = self.path.open("ab")
+        self._closed = False
 
     def _repair_torn_tail(self) -> None:
         """Cut a partial last line (a kill mid-write) so the next append starts on a fresh line."""
@@ -69,7 +217,6 @@ class RecordStore:
             fh.seek(max(0, size - 1))
             if fh.read(1) == b"\n":
                 return
-            # Walk back to the last newline and truncate after it.
             pos = size
             chunk = 4096
             while pos > 0:
@@ -84,40 +231,88 @@ class RecordStore:
             fh.truncate(0)
 
     def __contains__(self, record_id: str) -> bool:
-        return record_id in self._latest
+        with self._lock:
+            return record_id in self._queued or record_id in self.index
 
     def __len__(self) -> int:
-        return len(self._latest)
+        with self._lock:
+            return len(self.index) + sum(1 for rid in self._queued if rid not in self.index)
 
     def get(self, record_id: str) -> dict[str, Any] | None:
-        return self._latest.get(record_id)
+        with self._lock:
+            queued = self._queued.get(record_id)
+            offset = self.index.offset(record_id)
+        if queued is not None:
+            return queued
+        if offset is None:
+            return None
+        return read_line_at(self.path, offset)
+
+    def status(self, record_id: str) -> str | None:
+        with self._lock:
+            queued = self._queued.get(record_id)
+            if queued is not None:
+                return queued.get("status", "ok")
+        return self.index.status(record_id)
 
     def is_done(self, record_id: str, retry_failed: bool = False) -> bool:
         """True when the id needs no more work: finished, or failed and failures are not retried."""
-        record = self._latest.get(record_id)
-        if record is None:
+        status = self.status(record_id)
+        if status is None:
             return False
-        return not (retry_failed and record.get("status") == "failed")
+        return not (retry_failed and status == "failed")
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one record durably. ``record`` must carry ``id``."""
-        line = json.dumps(record, ensure_ascii=False, default=str)
-        self._fh.write(line + "\n")
+    def append(self, record: dict[str, Any], cost_usd: float = 0.0) -> None:
+        """Write one record durably (on the writer thread when there is one). ``record`` must carry ``id``."""
+        if self._closed:
+            raise RuntimeError(f"{self.path}: the record store is closed")
+        line = encode_record(record)
+        if self.writer is None:
+            self._write(record, line, cost_usd)
+            return
+        with self._lock:
+            self._queued[record["id"]] = record
+        self.writer.submit(self._write, record, line, cost_usd)
+
+    def _write(self, record: dict[str, Any], line: bytes, cost_usd: float) -> None:
+        offset = self._fh.tell()
+        self._fh.write(line)
         self._fh.flush()
         now = time.monotonic()
         if self.fsync_every_s <= 0 or now - self._last_sync >= self.fsync_every_s:
             os.fsync(self._fh.fileno())
             self._last_sync = now
-        self._latest[record["id"]] = record
+        with self._lock:
+            self.index.set(record["id"], offset, record.get("status", "ok"))
+            if self._queued.get(record["id"]) is record:
+                del self._queued[record["id"]]
+        if self.on_written is not None:
+            self.on_written(self.path, offset + len(line), cost_usd)
 
-    def records(self, status: str | None = None) -> list[dict[str, Any]]:
-        """Latest record per id, in first-written order; optionally only one status."""
-        return [r for r in self._latest.values() if status is None or r.get("status") == status]
-
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Wait until every appended record is on disk (fsync'ed)."""
+        if self.writer is not None:
+            self.writer.flush()
         if not self._fh.closed:
             self._fh.flush()
             os.fsync(self._fh.fileno())
+
+    def iter_records(self, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Stream the latest record per id (flushes first, so queued records are included)."""
+        self.flush()
+        return iter_latest(self.path, status)
+
+    def records(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Latest records as a list: small stores only (tests); prefer :meth:`iter_records`."""
+        return list(self.iter_records(status))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
             self._fh.close()
 
     def __enter__(self) -> "RecordStore":
@@ -125,11 +320,3 @@ class RecordStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def latest_records(path: Path | str, status: str | None = None) -> list[dict[str, Any]]:
-    """Read a record file without opening it for writing (exports, reports)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for record in read_jsonl(Path(path)):
-        latest[record["id"]] = record
-    return [r for r in latest.values() if status is None or r.get("status") == status]

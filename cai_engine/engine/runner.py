@@ -13,8 +13,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
+from cai_engine.engine.ledger import CURRENT_ITEM, ItemCost
 from cai_engine.engine.records import RecordStore
+from cai_engine.engine.stopping import GracefulStop
 from cai_engine.errors import BudgetExceeded, FatalBackendError
+from cai_engine.models.keys import scrub
 
 T = TypeVar("T")
 
@@ -48,7 +51,9 @@ def in_shard(record_id: str, shard: tuple[int, int]) -> bool:
 
 
 def failure_record(record_id: str, base: dict[str, Any], error: BaseException) -> dict[str, Any]:
-    reason = f"{type(error).__name__}: {error}".strip()
+    """A ``failed`` record; its reason passes through the key scrubbing that logs get (SDK error
+    texts can quote the key)."""
+    reason = scrub(f"{type(error).__name__}: {error}".strip())
     return {**base, "id": record_id, "status": "failed", "error": reason[:2000]}
 
 
@@ -64,18 +69,33 @@ async def run_items(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_skip: Callable[[int], None] | None = None,
     shard: tuple[int, int] | None = None,
+    stop: GracefulStop | None = None,
 ) -> RunSummary:
     """Run ``worker(item, id)`` for every item whose id the store does not hold yet.
 
     ``shard=(i, n)`` keeps only items whose id falls in shard ``i`` of ``n`` (by id, so the split
-    is deterministic across machines and reruns); the others are not counted at all.
+    is deterministic across machines and reruns); the others are not counted at all. ``stop``
+    (default: the active session's): once requested, no new item starts, the items in flight
+    finish and are saved, and :class:`~cai_engine.engine.stopping.Stopped` is raised.
+    Each record carries ``cost_usd``, what its item's requests cost (the ledger sums them).
     """
+    if stop is None:
+        from cai_engine.engine.session import current_session
+
+        session = current_session()
+        stop = session.stop if session is not None else None
     summary = RunSummary()
     fatal: list[BaseException] = []
     pending = iter(items)  # shared by the workers: each pulls the next item when it is free
-    seen: set[str] = set()
+    # Ids started by this run and not written yet (a duplicate input row waits for nothing), and,
+    # with retry_failed, the failed ids already retried once. Finished ids live in the store's
+    # index only, so memory does not grow with the number of records.
+    in_flight: set[str] = set()
+    retried: set[str] = set()
 
     async def one(item: T, rid: str) -> None:
+        cost = ItemCost()
+        token = CURRENT_ITEM.set(cost)
         try:
             record = await worker(item, rid)
             record["id"] = rid
@@ -86,7 +106,10 @@ async def run_items(
             raise
         except Exception as exc:  # a failed item is a record, never a crash
             record = failure_record(rid, failure_base(item), exc)
-        store.append(record)
+        finally:
+            CURRENT_ITEM.reset(token)
+        record["cost_usd"] = round(cost.usd, 10)
+        store.append(record, cost_usd=cost.usd)
         if record.get("status") == "failed":
             summary.failed += 1
             summary.failures.append(record.get("error", ""))
@@ -100,18 +123,24 @@ async def run_items(
         # and task creation between one item finishing and the next starting, which on a fast
         # API is a measurable share of the loop's time.
         for item in pending:
-            if fatal:
+            if fatal or (stop is not None and stop.requested):
                 return
             rid = record_id(item)
             if shard is not None and not in_shard(rid, shard):
                 continue
-            if rid in seen or store.is_done(rid, retry_failed=retry_failed):
+            status = store.status(rid)
+            if rid in in_flight or rid in retried or (status is not None and not (retry_failed and status == "failed")):
                 summary.skipped += 1
                 if on_skip is not None:
                     on_skip(1)
                 continue
-            seen.add(rid)
-            await one(item, rid)
+            if status == "failed":
+                retried.add(rid)
+            in_flight.add(rid)
+            try:
+                await one(item, rid)
+            finally:
+                in_flight.discard(rid)
         # After a fatal error (budget reached, auth failing) no worker starts a new item; requests
         # already in flight finish and are saved, since they are paid for whatever happens.
 
@@ -132,4 +161,6 @@ async def run_items(
     if fatal:
         summary.stopped_reason = str(fatal[0])
         raise fatal[0]
+    if stop is not None and stop.requested:
+        raise stop.stopped_error(summary.done + summary.failed)
     return summary

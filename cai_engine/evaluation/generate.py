@@ -21,22 +21,13 @@ from cai_engine.evaluation.sets import EvalItem
 from cai_engine.models.base import ChatRequest, Message, ModelConfig, SamplingParams, Usage
 
 RECORD_VERSION = 1
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".gguf", ".pt")
 
 
-def model_fingerprint(config: ModelConfig) -> dict[str, Any]:
-    """What identifies a model's outputs: its spec, and for a local dir the size/mtime of its files.
-
-    A checkpoint retrained in place at the same path gets a new fingerprint, so a rerun of the eval
-    regenerates instead of reusing the old model's answers.
-    """
-    fp: dict[str, Any] = {"spec": config.spec}
-    if config.provider in ("local", "vllm"):
-        path = Path(config.model_name).expanduser()
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
-            fp["files"] = stable_hash([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])
-    return fp
+def model_fingerprint(engine: Engine) -> dict[str, Any]:
+    """What identifies a model's outputs: its spec and its backend's ``fingerprint()`` (the weight
+    and adapter files for local/vLLM models), so a checkpoint retrained in place at the same path
+    is regenerated instead of reusing the old model's answers."""
+    return {"spec": engine.spec, "weights": engine.fingerprint}
 
 
 @dataclass(frozen=True)

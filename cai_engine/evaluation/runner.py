@@ -26,7 +26,7 @@ from typing import Any, Callable, ContextManager, Protocol
 
 from cai_engine.constitution import Constitution, load_constitution
 from cai_engine.engine.engine import Engine
-from cai_engine.engine.records import RecordStore
+from cai_engine.engine.session import open_store
 from cai_engine.engine.runner import run_items
 from cai_engine.errors import ConfigError
 from cai_engine.evaluation import safety, sycophancy, text_stats, winrate
@@ -83,20 +83,31 @@ def engines_for(trained: ModelConfig, base: ModelConfig, judge: ModelConfig,
         return EvalEngines(engine(trained), engine(base), engine(judge))
     except BaseException:  # a bad second config: release the caches the first engines opened
         for e in built.values():
-            if e.cache is not None:
+            if e.cache is not None and e.owns_cache:
                 e.cache.close()
         raise
 
 
 def build_engines(config: EvalConfig) -> EvalEngines:
-    """The engines of an eval config's specs and model config files (see :func:`engines_for`)."""
+    """The engines of an eval config's specs and model config files (see :func:`engines_for`).
+
+    Inside a command's :class:`~cai_engine.engine.session.Session` they come from it (one budget
+    and cache for the three roles); otherwise each is a stand-alone engine."""
     from cai_engine.engine.factory import build_engine, load_model_config
+    from cai_engine.engine.session import current_session
+
+    session = current_session()
+
+    def build(model_config: ModelConfig) -> Engine:
+        if session is not None:
+            return session.engine(model_config, use_cache=config.use_cache)
+        return build_engine(model_config, use_cache=config.use_cache, max_cost_usd=config.max_cost_usd)
 
     return engines_for(
         load_model_config(config.model, config.model_config_file),
         load_model_config(config.base_model, config.base_model_config_file),
         load_model_config(config.judge_model, config.judge_config_file),
-        lambda model_config: build_engine(model_config, use_cache=config.use_cache, max_cost_usd=config.max_cost_usd),
+        build,
     )
 
 
@@ -160,12 +171,12 @@ async def evaluate_async(
             params=SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p),
             system_prompt=constitution.system_prompt if config.system_prompt else None, seed=config.seed,
         )
-        fps = {role: model_fingerprint(getattr(engines, role).config) for role in ROLES}
-        judge_fp = model_fingerprint(engines.judge.config)
+        fps = {role: model_fingerprint(getattr(engines, role)) for role in ROLES}
+        judge_fp = model_fingerprint(engines.judge)
         jobs = _unique([GenJob(getattr(engines, role), fps[role], item) for role in ROLES for items in sets.values() for item in items],
                        lambda j: generation_id(j.fingerprint, j.item, gen))
         concurrency = config.concurrency or sum(e.suggested_concurrency for e in engines.distinct())
-        with RecordStore(out_dir / FILES["generations"]) as store, progress("eval: answers", len(jobs), engines.distinct()) as bar:
+        with open_store(out_dir / FILES["generations"]) as store, progress("eval: answers", len(jobs), engines.distinct()) as bar:
             await run_items(
                 jobs, record_id=lambda j: generation_id(j.fingerprint, j.item, gen),
                 worker=lambda j, rid: generate_item(j, rid, gen), store=store, concurrency=concurrency,
@@ -192,7 +203,7 @@ async def evaluate_async(
         cjobs = _unique([ClassifyJob(kind, r) for kind, name in kinds for role in ROLES for r in ok[role][name]],
                         lambda j: classification_id(j, judge_fp, ccfg))
         judge = engines.judge
-        with RecordStore(out_dir / FILES["pairs"]) as pstore, RecordStore(out_dir / FILES["classifications"]) as cstore, \
+        with open_store(out_dir / FILES["pairs"]) as pstore, open_store(out_dir / FILES["classifications"]) as cstore, \
                 progress("eval: judge", len(pairs) + len(cjobs), [judge]) as bar:
             jconc = config.concurrency or judge.suggested_concurrency
             await asyncio.gather(
@@ -265,5 +276,9 @@ class _NullProgress:
 
 def evaluate(config: EvalConfig, out_dir: Path, *, engines: EvalEngines | None = None,
              progress: ProgressFactory | None = None) -> EvalReport:
-    """Synchronous wrapper of :func:`evaluate_async` (starts its own event loop)."""
-    return asyncio.run(evaluate_async(config, Path(out_dir), engines=engines, progress=progress))
+    """Synchronous wrapper of :func:`evaluate_async`: one :class:`Session` on ``out_dir`` (its lock,
+    one budget for the three roles, the graceful stop) in its own event loop."""
+    from cai_engine.engine.session import Session
+
+    session = Session(Path(out_dir), max_cost_usd=config.max_cost_usd, use_cache=config.use_cache)
+    return session.run(lambda _session: evaluate_async(config, Path(out_dir), engines=engines, progress=progress))

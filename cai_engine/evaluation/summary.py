@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cai_engine.engine.records import latest_records
+from cai_engine.engine.records import iter_latest
 from cai_engine.evaluation.report import EvalReport
 
 
@@ -74,5 +74,10 @@ def answer_lengths(generations: Path, specs: dict[str, str], set_name: str = "he
     """
     if not generations.exists():
         return {}
-    records = [r for r in latest_records(generations, status="ok") if r.get("set") == set_name]
-    return {role: [len(r.get("text", "")) for r in records if r.get("model") == spec] for role, spec in specs.items()}
+    lengths: dict[str, list[int]] = {role: [] for role in specs}
+    for record in iter_latest(generations, status="ok"):  # streamed: only the lengths are kept
+        if record.get("set") == set_name:
+            for role, spec in specs.items():
+                if record.get("model") == spec:
+                    lengths[role].append(len(record.get("text", "")))
+    return lengths

@@ -6,28 +6,58 @@ Layout of an export directory (every exporter uses it, training reads it)::
     OUT/data.parquet    the same rows as parquet
     OUT/README.md       dataset card: provenance (constitution name + hash, models), counts, statistics
     OUT/card.json       the card's figures, machine-readable
+
+Memory is flat in the number of rows: rows stream from a generator into Arrow shards
+(``Dataset.from_generator``, in a scratch folder inside OUT that is removed afterwards), and the
+card's figures are running counts; only a length statistic's median keeps 4 bytes a row.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
+import shutil
+import tempfile
+import uuid
+from array import array
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from cai_engine.errors import CaiError
 
 
-def length_stats(lengths: list[int]) -> dict[str, float]:
-    """Mean/median/min/max of a list of lengths (characters or words); zeros when empty."""
-    if not lengths:
-        return {"mean": 0.0, "median": 0.0, "min": 0.0, "max": 0.0}
-    return {
-        "mean": round(statistics.fmean(lengths), 2),
-        "median": float(statistics.median(lengths)),
-        "min": float(min(lengths)),
-        "max": float(max(lengths)),
-    }
+class NothingToExport(CaiError):
+    """The row stream was empty: no dataset was written."""
+
+
+class LengthStats:
+    """Mean/median/min/max of lengths seen one at a time; 4 bytes a value (the median needs them all)."""
+
+    def __init__(self, lengths: Iterable[int] = ()):
+        self._values = array("i", lengths)
+
+    def add(self, length: int) -> None:
+        self._values.append(length)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def stats(self) -> dict[str, float]:
+        if not self._values:
+            return {"mean": 0.0, "median": 0.0, "min": 0.0, "max": 0.0}
+        import numpy as np
+
+        values = np.frombuffer(self._values, dtype=np.intc)
+        return {
+            "mean": round(int(values.sum(dtype=np.int64)) / len(values), 2),
+            "median": float(np.median(values)),
+            "min": float(values.min()),
+            "max": float(values.max()),
+        }
+
+
+def length_stats(lengths: Iterable[int]) -> dict[str, float]:
+    """Mean/median/min/max of lengths (characters or words); zeros when empty."""
+    return LengthStats(lengths).stats()
 
 
 def _render_card(title: str, summary: str, figures: dict[str, Any], columns: list[str]) -> str:
@@ -55,16 +85,48 @@ def _render_card(title: str, summary: str, figures: dict[str, Any], columns: lis
     return "\n".join(lines)
 
 
-def save_dataset(rows: list[dict[str, Any]], out_dir: Path, *, title: str, summary: str, figures: dict[str, Any]) -> Path:
-    """Write ``rows`` in the export layout above; returns ``out_dir``. Empty ``rows`` is an error."""
+def write_rows(rows: Iterable[dict[str, Any]], out_dir: Path, *, features: Any = None) -> list[str]:
+    """Stream ``rows`` into ``OUT/dataset`` and ``OUT/data.parquet``; returns the column names.
+
+    ``features`` (a ``datasets.Features``) fixes the column types, so a first batch of empty lists
+    or None cannot decide them. An empty stream raises :class:`NothingToExport` before anything is
+    written.
+    """
     import datasets
 
-    if not rows:
-        raise CaiError(f"nothing to export to {out_dir}: the record file has no finished records (run the stage first)")
+    stream = iter(rows)
+    first = next(stream, None)
+    if first is None:
+        raise NothingToExport(f"nothing to export to {out_dir}: the record file has no finished records (run the stage first)")
+
+    def generate() -> Iterator[dict[str, Any]]:
+        yield first
+        yield from stream
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = datasets.Dataset.from_list(rows)
-    dataset.save_to_disk(str(out_dir / "dataset"))
-    dataset.to_parquet(str(out_dir / "data.parquet"))
-    (out_dir / "README.md").write_text(_render_card(title, summary, figures, dataset.column_names))
+    scratch = Path(tempfile.mkdtemp(prefix=".export-cache-", dir=out_dir))
+    try:
+        # A fresh cache dir and a given fingerprint: datasets neither hashes the generator nor
+        # finds an old cache entry, and nothing is written to ~/.cache.
+        dataset = datasets.Dataset.from_generator(
+            generate, features=features, cache_dir=str(scratch), fingerprint=uuid.uuid4().hex
+        )
+        dataset.save_to_disk(str(out_dir / "dataset"))
+        dataset.to_parquet(str(out_dir / "data.parquet"))
+        columns = list(dataset.column_names)
+        del dataset
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return columns
+
+
+def write_card(out_dir: Path, *, title: str, summary: str, figures: dict[str, Any], columns: list[str]) -> None:
+    (out_dir / "README.md").write_text(_render_card(title, summary, figures, columns))
     (out_dir / "card.json").write_text(json.dumps({"title": title, **figures}, indent=2, ensure_ascii=False))
+
+
+def save_dataset(rows: Iterable[dict[str, Any]], out_dir: Path, *, title: str, summary: str, figures: dict[str, Any]) -> Path:
+    """Write ``rows`` in the export layout above; returns ``out_dir``. Empty ``rows`` is an error."""
+    columns = write_rows(rows, out_dir)
+    write_card(out_dir, title=title, summary=summary, figures=figures, columns=columns)
     return out_dir

@@ -9,68 +9,122 @@ Columns (the training stages read exactly these):
 * ``id``, ``confidence`` (the judge's P(chosen better), 0.5-1), ``consistent`` (position-consistent).
 * reward export only: ``margin`` = ``2 * confidence - 1`` in [0, 1], TRL RewardTrainer's optional
   per-pair margin (a confident preference asks for a larger reward gap, a coin flip for none).
+
+The records stream from the file into the dataset; ``--length-balanced`` reads the file once more
+first, to learn which pairs the balance keeps (8 bytes a pair).
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from pathlib import Path
 from statistics import fmean
-from typing import Any, Literal
+from typing import Any, Iterable, Iterator, Literal
 
-from cai_engine.engine.records import latest_records
+from cai_engine.engine.records import iter_latest
 from cai_engine.errors import CaiError
-from cai_engine.exports.common import length_stats, save_dataset
+from cai_engine.exports.common import LengthStats, NothingToExport, write_card, write_rows
 from cai_engine.exports.sft import resolve_records_file
-from cai_engine.pipelines.aggregate import chosen_rejected, longer_wins_rate, select_pairs
+from cai_engine.pipelines.aggregate import LengthBalance, chosen_rejected, drop_reason, longer_won
 
 Kind = Literal["dpo", "reward"]
 
 
-def preference_rows(records: list[dict[str, Any]], kind: Kind) -> list[dict[str, Any]]:
-    rows = []
-    for record in records:
-        pair = chosen_rejected(record)
-        if pair is None:
-            continue
-        chosen, rejected = pair
-        row = {
-            "id": record["id"],
-            "prompt": [{"role": "user", "content": record["prompt"]}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-            "confidence": float(record["confidence"]),
-            "consistent": bool(record["consistent"]),
-        }
-        if kind == "reward":
-            row["margin"] = round(2.0 * float(record["confidence"]) - 1.0, 6)
-        rows.append(row)
-    return rows
+def preference_features(kind: Kind) -> Any:
+    import datasets
+
+    turns = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
+    columns = {"id": datasets.Value("string"), "prompt": turns, "chosen": turns, "rejected": turns,
+               "confidence": datasets.Value("float64"), "consistent": datasets.Value("bool")}
+    if kind == "reward":
+        columns["margin"] = datasets.Value("float64")
+    return datasets.Features(columns)
 
 
-def pair_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Statistics of a set of ok pair records: consistency, confidence, ties, length bias, agreement."""
-    decided = [r for r in records if r.get("chosen") in ("a", "b")]
-    pairs = [p for p in (chosen_rejected(r) for r in decided) if p is not None]
-    labelled = [r for r in records if r.get("label") in ("a", "b")]
-    figures: dict[str, Any] = {
-        "pairs": len(records),
-        "decided": len(decided),
-        "ties": len(records) - len(decided),
-        "identical_candidates": sum(1 for r in records if r.get("identical")),
-        "position_consistency_rate": _rate(sum(1 for r in records if r.get("consistent")), len(records)),
-        "mean_confidence": round(fmean(r["confidence"] for r in decided), 4) if decided else None,
-        "longer_wins_rate": _round(longer_wins_rate(records)),
-        "chosen_chars": length_stats([len(c) for c, _ in pairs]),
-        "rejected_chars": length_stats([len(r) for _, r in pairs]),
-        "verdict_methods": dict(Counter(j["method"] for r in records for j in r.get("judgments", []))),
-        "principle_uses": dict(Counter(p for r in records for p in r.get("principles", []))),
+def preference_row(record: dict[str, Any], kind: Kind) -> dict[str, Any] | None:
+    """The row of one decided pair record; None for a tie."""
+    pair = chosen_rejected(record)
+    if pair is None:
+        return None
+    chosen, rejected = pair
+    row = {
+        "id": record["id"],
+        "prompt": [{"role": "user", "content": record["prompt"]}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "confidence": float(record["confidence"]),
+        "consistent": bool(record["consistent"]),
     }
-    if labelled:
-        score = sum(1.0 if r["chosen"] == r["label"] else 0.5 if r["chosen"] == "tie" else 0.0 for r in labelled)
-        figures["agreement_with_labels"] = _rate(score, len(labelled))
-        figures["labelled_pairs"] = len(labelled)
-    return figures
+    if kind == "reward":
+        row["margin"] = round(2.0 * float(record["confidence"]) - 1.0, 6)
+    return row
+
+
+def preference_rows(records: Iterable[dict[str, Any]], kind: Kind) -> list[dict[str, Any]]:
+    return [row for row in (preference_row(r, kind) for r in records) if row is not None]
+
+
+class PairFigures:
+    """Statistics of ok pair records, counted one record at a time (see :func:`pair_figures`)."""
+
+    def __init__(self) -> None:
+        self.pairs = self.decided = self.identical = self.consistent = self.labelled = 0
+        self.label_score = 0.0
+        self.confidences = array("d")
+        self.longer_wins = [0, 0]  # [shorter chosen, longer chosen]
+        self.chosen_chars = LengthStats()
+        self.rejected_chars = LengthStats()
+        self.verdict_methods: Counter[str] = Counter()
+        self.principle_uses: Counter[str] = Counter()
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.pairs += 1
+        self.identical += bool(record.get("identical"))
+        self.consistent += bool(record.get("consistent"))
+        if record.get("chosen") in ("a", "b"):
+            self.decided += 1
+            self.confidences.append(record["confidence"])
+            pair = chosen_rejected(record)
+            if pair is not None:
+                self.chosen_chars.add(len(pair[0]))
+                self.rejected_chars.add(len(pair[1]))
+        won = longer_won(record)
+        if won is not None:
+            self.longer_wins[won] += 1
+        self.verdict_methods.update(j["method"] for j in record.get("judgments", []))
+        self.principle_uses.update(record.get("principles", []))
+        if record.get("label") in ("a", "b"):
+            self.labelled += 1
+            self.label_score += 1.0 if record["chosen"] == record["label"] else 0.5 if record["chosen"] == "tie" else 0.0
+
+    def figures(self) -> dict[str, Any]:
+        outcomes = sum(self.longer_wins)
+        figures: dict[str, Any] = {
+            "pairs": self.pairs,
+            "decided": self.decided,
+            "ties": self.pairs - self.decided,
+            "identical_candidates": self.identical,
+            "position_consistency_rate": _rate(self.consistent, self.pairs),
+            "mean_confidence": round(fmean(self.confidences), 4) if self.confidences else None,
+            "longer_wins_rate": _round(self.longer_wins[True] / outcomes if outcomes else None),
+            "chosen_chars": self.chosen_chars.stats(),
+            "rejected_chars": self.rejected_chars.stats(),
+            "verdict_methods": dict(self.verdict_methods),
+            "principle_uses": dict(self.principle_uses),
+        }
+        if self.labelled:
+            figures["agreement_with_labels"] = _rate(self.label_score, self.labelled)
+            figures["labelled_pairs"] = self.labelled
+        return figures
+
+
+def pair_figures(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Statistics of a set of ok pair records: consistency, confidence, ties, length bias, agreement."""
+    tally = PairFigures()
+    for record in records:
+        tally.add(record)
+    return tally.figures()
 
 
 def _rate(n: float, total: int) -> float | None:
@@ -79,6 +133,39 @@ def _rate(n: float, total: int) -> float | None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+class _Selection:
+    """One streaming pass: the card's figures of all ok pairs and of the exported ones, and the drops."""
+
+    def __init__(self, filters: dict[str, Any], balance: LengthBalance | None):
+        self.filters = filters
+        self.balance = balance
+        self.ok = self.failed = 0
+        self.constitutions: set[str] = set()
+        self.judge_models: set[str] = set()
+        self.system_prompts: set[str] = set()
+        self.dropped = {"failed": 0, "tie": 0, "inconsistent": 0, "low_confidence": 0, "length_balance": 0}
+        self.all_pairs = PairFigures()
+        self.exported = PairFigures()
+
+    def keep(self, record: dict[str, Any]) -> bool:
+        if record.get("status") == "ok":
+            self.ok += 1
+            self.constitutions.add(f"{record['constitution']['name']}@{record['constitution']['hash']}")
+            self.judge_models.add(record["judge_model"])
+            self.system_prompts.add(record.get("origin", {}).get("system_prompt") or "")
+            self.all_pairs.add(record)
+        else:
+            self.failed += 1
+        reason = drop_reason(record, **self.filters)
+        if reason is None and self.balance is not None and not self.balance.keeps(record):
+            reason = "length_balance"
+        if reason is not None:
+            self.dropped[reason] += 1
+            return False
+        self.exported.add(record)
+        return True
 
 
 def export_preference(
@@ -92,36 +179,46 @@ def export_preference(
 ) -> dict[str, Any]:
     """Write the DPO or reward export of a judge run; returns the card figures."""
     records_file = resolve_records_file(source, "pairs.jsonl")
-    all_records = latest_records(records_file)
-    ok = [r for r in all_records if r.get("status") == "ok"]
-    kept, dropped = select_pairs(
-        all_records, min_confidence=min_confidence, drop_inconsistent=drop_inconsistent, length_balanced=length_balanced
-    )
-    rows = preference_rows(kept, kind)
-    if ok and not rows:
+    filters = {"min_confidence": min_confidence, "drop_inconsistent": drop_inconsistent}
+    balance = None
+    if length_balanced:
+        balance = LengthBalance(r for r in iter_latest(records_file, status="ok") if drop_reason(r, **filters) is None)
+    selection = _Selection(filters, balance)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for record in iter_latest(records_file):
+            if selection.keep(record):
+                row = preference_row(record, kind)
+                if row is not None:
+                    yield row
+
+    try:
+        columns = write_rows(rows(), out_dir, features=preference_features(kind))
+    except NothingToExport:
+        if not selection.ok:
+            raise
         raise CaiError(
-            f"no pair of {records_file} passed the filters (dropped: {dropped}); "
+            f"no pair of {records_file} passed the filters (dropped: {selection.dropped}); "
             "lower --min-confidence or leave out --drop-inconsistent/--length-balanced"
-        )
-    system_prompts = sorted({r.get("origin", {}).get("system_prompt") or "" for r in ok} - {""})
+        ) from None
+    system_prompts = sorted(selection.system_prompts - {""})
     figures = {
         "source": str(records_file),
-        "constitutions": sorted({f"{r['constitution']['name']}@{r['constitution']['hash']}" for r in ok}),
-        "judge_models": sorted({r["judge_model"] for r in ok}),
-        "records_ok": len(ok),
-        "records_failed": len(all_records) - len(ok),
-        "rows_exported": len(rows),
-        "filters": {"min_confidence": min_confidence, "drop_inconsistent": drop_inconsistent, "length_balanced": length_balanced},
-        "dropped": dropped,
-        "all_pairs": pair_figures(ok),
-        "exported_pairs": pair_figures(kept),
+        "constitutions": sorted(selection.constitutions),
+        "judge_models": sorted(selection.judge_models),
+        "records_ok": selection.ok,
+        "records_failed": selection.failed,
+        "rows_exported": selection.exported.pairs,
+        "filters": {**filters, "length_balanced": length_balanced},
+        "dropped": selection.dropped,
+        "all_pairs": selection.all_pairs.figures(),
+        "exported_pairs": selection.exported.figures(),
         "system_prompt_note": "prompt holds the user turn only; the constitution's system prompt is not included",
     }
     if system_prompts:
         figures["candidate_system_prompts"] = system_prompts
     what = "DPO" if kind == "dpo" else "reward-model"
-    save_dataset(
-        rows,
+    write_card(
         out_dir,
         title=f"cai-engine {what} preference pairs",
         summary=(
@@ -130,5 +227,6 @@ def export_preference(
             + (" `margin` = 2*confidence-1 for RewardTrainer." if kind == "reward" else "")
         ),
         figures=figures,
+        columns=columns,
     )
     return figures

@@ -2,17 +2,19 @@
 
 By default the constitution's system prompt is *not* part of the training conversation: the
 point of SL-CAI is that the fine-tuned model behaves well without being told the principles.
+
+The records stream from the file into the dataset (one pass); the card's figures are running counts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
-from cai_engine.engine.records import latest_records
+from cai_engine.engine.records import iter_latest
 from cai_engine.errors import CaiError
-from cai_engine.exports.common import length_stats, save_dataset
+from cai_engine.exports.common import LengthStats, write_card, write_rows
 
 
 def resolve_records_file(path: Path, filename: str) -> Path:
@@ -23,54 +25,104 @@ def resolve_records_file(path: Path, filename: str) -> Path:
     return candidate
 
 
-def sft_rows(records: list[dict[str, Any]], *, with_system: bool, drop_unchanged: bool) -> list[dict[str, Any]]:
-    rows = []
-    for record in records:
-        final = record["final_response"]
-        if drop_unchanged and final.strip() == record["initial_response"].strip():
-            continue
-        messages = []
-        if with_system and record.get("system_prompt"):
-            messages.append({"role": "system", "content": record["system_prompt"]})
-        messages += [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": final}]
-        rows.append(
-            {
-                "id": record["id"],
-                "messages": messages,
-                "initial_response": record["initial_response"],
-                "principles": [step["principle_id"] for step in record.get("rounds", [])],
-                "constitution_hash": record["constitution"]["hash"],
-                "model": record["model"],
-            }
-        )
-    return rows
+def sft_features() -> Any:
+    import datasets
+
+    turns = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
+    text = datasets.Value("string")
+    return datasets.Features(
+        {"id": text, "messages": turns, "initial_response": text, "principles": datasets.List(text),
+         "constitution_hash": text, "model": text}
+    )
+
+
+def _unchanged(record: dict[str, Any]) -> bool:
+    return record["final_response"].strip() == record["initial_response"].strip()
+
+
+def sft_row(record: dict[str, Any], *, with_system: bool, drop_unchanged: bool) -> dict[str, Any] | None:
+    """The SFT row of one ok revision record; None when ``drop_unchanged`` skips it."""
+    if drop_unchanged and _unchanged(record):
+        return None
+    messages = []
+    if with_system and record.get("system_prompt"):
+        messages.append({"role": "system", "content": record["system_prompt"]})
+    messages += [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["final_response"]}]
+    return {
+        "id": record["id"],
+        "messages": messages,
+        "initial_response": record["initial_response"],
+        "principles": [step["principle_id"] for step in record.get("rounds", [])],
+        "constitution_hash": record["constitution"]["hash"],
+        "model": record["model"],
+    }
+
+
+def sft_rows(records: Iterable[dict[str, Any]], *, with_system: bool, drop_unchanged: bool) -> list[dict[str, Any]]:
+    rows = (sft_row(r, with_system=with_system, drop_unchanged=drop_unchanged) for r in records)
+    return [row for row in rows if row is not None]
+
+
+class SftFigures:
+    """The card's figures, counted record by record."""
+
+    def __init__(self) -> None:
+        self.ok = self.failed = self.rows = self.unchanged = 0
+        self.constitutions: set[str] = set()
+        self.models: set[str] = set()
+        self.initial_chars = LengthStats()
+        self.final_chars = LengthStats()
+        self.principle_uses: Counter[str] = Counter()
+
+    def add(self, record: dict[str, Any]) -> None:
+        if record.get("status") != "ok":
+            self.failed += 1
+            return
+        self.ok += 1
+        self.constitutions.add(f"{record['constitution']['name']}@{record['constitution']['hash']}")
+        self.models.add(record["model"])
+        self.unchanged += _unchanged(record)
+        self.initial_chars.add(len(record["initial_response"]))
+        self.final_chars.add(len(record["final_response"]))
+        self.principle_uses.update(step["principle_id"] for step in record.get("rounds", []))
+
+    def figures(self, source: Path, with_system: bool) -> dict[str, Any]:
+        return {
+            "source": str(source),
+            "constitutions": sorted(self.constitutions),
+            "models": sorted(self.models),
+            "records_ok": self.ok,
+            "records_failed": self.failed,
+            "rows_exported": self.rows,
+            "unchanged_by_revision": self.unchanged,
+            "with_system_prompt": with_system,
+            "initial_chars": self.initial_chars.stats(),
+            "final_chars": self.final_chars.stats(),
+            "principle_uses": dict(self.principle_uses),
+        }
 
 
 def export_sft(source: Path, out_dir: Path, *, with_system: bool = False, drop_unchanged: bool = False) -> dict[str, Any]:
     """Write the SFT export of a revise run; returns the card figures."""
     records_file = resolve_records_file(source, "revisions.jsonl")
-    all_records = latest_records(records_file)
-    ok = [r for r in all_records if r.get("status") == "ok"]
-    rows = sft_rows(ok, with_system=with_system, drop_unchanged=drop_unchanged)
-    constitutions = sorted({f"{r['constitution']['name']}@{r['constitution']['hash']}" for r in ok})
-    figures = {
-        "source": str(records_file),
-        "constitutions": constitutions,
-        "models": sorted({r["model"] for r in ok}),
-        "records_ok": len(ok),
-        "records_failed": len(all_records) - len(ok),
-        "rows_exported": len(rows),
-        "unchanged_by_revision": sum(1 for r in ok if r["final_response"].strip() == r["initial_response"].strip()),
-        "with_system_prompt": with_system,
-        "initial_chars": length_stats([len(r["initial_response"]) for r in ok]),
-        "final_chars": length_stats([len(r["final_response"]) for r in ok]),
-        "principle_uses": dict(Counter(step["principle_id"] for r in ok for step in r.get("rounds", []))),
-    }
-    save_dataset(
-        rows,
+    tally = SftFigures()
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for record in iter_latest(records_file):
+            tally.add(record)
+            if record.get("status") == "ok":
+                row = sft_row(record, with_system=with_system, drop_unchanged=drop_unchanged)
+                if row is not None:
+                    tally.rows += 1
+                    yield row
+
+    columns = write_rows(rows(), out_dir, features=sft_features())
+    figures = tally.figures(records_file, with_system)
+    write_card(
         out_dir,
         title="cai-engine SFT revisions",
         summary="Prompts with constitution-revised answers (critique -> revise), in TRL's conversational `messages` format.",
         figures=figures,
+        columns=columns,
     )
     return figures

@@ -1,6 +1,7 @@
 """Model backends behind one :class:`~cai_engine.models.base.ChatModel` protocol."""
 
 from cai_engine.models.base import (
+    BaseChatModel,
     ChatModel,
     ChatRequest,
     ChatResponse,
@@ -15,6 +16,6 @@ from cai_engine.models.base import (
 from cai_engine.models.registry import create_model, register
 
 __all__ = [
-    "ChatModel", "ChatRequest", "ChatResponse", "Choice", "Message", "ModelConfig", "SamplingParams",
+    "BaseChatModel", "ChatModel", "ChatRequest", "ChatResponse", "Choice", "Message", "ModelConfig", "SamplingParams",
     "TokenLogprob", "Usage", "create_model", "parse_spec", "register",
 ]

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cai_engine.models.anthropic_backend import parse_message, request_body
+from cai_engine.models.anthropic_wire import parse_message, request_body
 from cai_engine.models.base import ChatRequest, ChatResponse
 from cai_engine.models.batching import BatchResults, BatchStatus
-
-if TYPE_CHECKING:
-    from cai_engine.models.anthropic_backend import AnthropicBackend
 
 
 class AnthropicBatch:
     provider = "anthropic"
 
-    def __init__(self, backend: "AnthropicBackend"):
-        self.backend = backend
-        self.client: Any = backend.pool.endpoints[0].client
+    def __init__(self, client: Any, model_name: str, spec: str):
+        """``client``: an ``anthropic.AsyncAnthropic``; ``model_name`` goes into each request,
+        ``spec`` into each response."""
+        self.client = client
+        self.model_name = model_name
+        self.spec = spec
 
     def supports(self, request: ChatRequest) -> bool:
         return request.params.n == 1  # one message per batch item
 
     async def submit(self, items: list[tuple[str, ChatRequest]]) -> str:
-        requests = [{"custom_id": cid, "params": request_body(self.backend.name, req)} for cid, req in items]
+        requests = [{"custom_id": cid, "params": request_body(self.model_name, req)} for cid, req in items]
         batch = await self.client.messages.batches.create(requests=requests)
         return str(batch.id)
 
@@ -43,7 +43,7 @@ class AnthropicBatch:
                 except ValueError as exc:
                     out[entry.custom_id] = f"unusable batch result: {exc}"
                     continue
-                out[entry.custom_id] = ChatResponse(choices=[choice], usage=usage, model=self.backend.spec)
+                out[entry.custom_id] = ChatResponse(choices=[choice], usage=usage, model=self.spec)
             else:
                 err = getattr(result, "error", None)
                 inner = getattr(err, "error", None)

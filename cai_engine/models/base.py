@@ -6,10 +6,15 @@ back; they never import a backend. Backends never know about constitutions.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from cai_engine.models.batching import BatchAdapter
+    from cai_engine.models.retryable import RetryDecision
 
 
 class Message(BaseModel):
@@ -141,7 +146,11 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 @runtime_checkable
 class ChatModel(Protocol):
-    """A backend. Implementations must be safe to call concurrently from one event loop."""
+    """A backend. Implementations must be safe to call concurrently from one event loop.
+
+    Optional capabilities are declared here, not probed: a backend without them returns ``None``
+    (inherit :class:`BaseChatModel` for those defaults).
+    """
 
     spec: str
 
@@ -152,3 +161,37 @@ class ChatModel(Protocol):
     async def aclose(self) -> None:
         """Release clients, threads and GPU memory."""
         ...
+
+    def fingerprint(self) -> str:
+        """What determines this backend's answers, as a short stable string (the response-cache key):
+        weights for local/vLLM, model + endpoint hosts for hosted APIs, never a key. Cheap to call."""
+        ...
+
+    def retry_classifier(self) -> Callable[[BaseException], RetryDecision] | None:
+        """How the engine's retry policy reads this backend's exceptions; ``None``: never retry."""
+        ...
+
+    def batch_adapter(self) -> BatchAdapter | None:
+        """The provider's Batch API adapter, or ``None`` if the backend has no Batch API."""
+        ...
+
+
+class BaseChatModel(ChatModel):
+    """The defaults of the optional capabilities: fingerprint = spec, no retries, no Batch API."""
+
+    spec: str
+
+    @abstractmethod
+    async def generate(self, request: ChatRequest) -> ChatResponse: ...
+
+    async def aclose(self) -> None:
+        return None
+
+    def fingerprint(self) -> str:
+        return self.spec
+
+    def retry_classifier(self) -> Callable[[BaseException], RetryDecision] | None:
+        return None
+
+    def batch_adapter(self) -> BatchAdapter | None:
+        return None

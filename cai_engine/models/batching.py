@@ -2,12 +2,14 @@
 
 Adapters (``openai_batch``, ``anthropic_batch``) only speak the provider API; queuing, persisting
 batch ids, polling cadence, resume and fallback live in :mod:`cai_engine.engine.batch_api`.
+A backend hands out its adapter through ``ChatModel.batch_adapter()``; an adapter is built from
+the backend's client, model name and spec, and never imports the backend module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cai_engine.models.base import ChatRequest, ChatResponse
 
@@ -25,7 +27,11 @@ class BatchStatus:
 BatchResults = dict[str, "ChatResponse | str"]
 
 
+@runtime_checkable
 class BatchAdapter(Protocol):
+    """One provider's Batch API for one model. Calls raise the SDK's exceptions (the engine's retry
+    policy classifies them with the backend's ``retry_classifier()``)."""
+
     provider: str
 
     def supports(self, request: ChatRequest) -> bool:

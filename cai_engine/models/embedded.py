@@ -77,6 +77,34 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _convertible_source() -> Path:
+    source = gguf_path()
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelError("converting the embedded model needs the gguf package; run `pip install gguf`")
+    return source
+
+
+def check_embedded(home: Path | None = None) -> None:
+    """Raise the one-line ModelError :func:`ensure_embedded_checkpoint` would raise, without converting.
+
+    Backends call it when they are created and convert on first load, so creating one stays cheap.
+    """
+    if not is_converted(checkpoint_dir(home)):
+        _convertible_source()
+
+
+def fingerprint_source(home: Path | None = None) -> Path:
+    """What the embedded model's answers derive from: the shipped GGUF file (the converted checkpoint
+    is a deterministic function of it), or the converted dir if the package has gone since."""
+    try:
+        return gguf_path()
+    except ModelError:
+        target = checkpoint_dir(home)
+        if is_converted(target):
+            return target
+        raise
+
+
 def ensure_embedded_checkpoint(home: Path | None = None) -> Path:
     """Return the dense SmolLM2 checkpoint dir, converting the GGUF file on first use.
 
@@ -86,9 +114,7 @@ def ensure_embedded_checkpoint(home: Path | None = None) -> Path:
     target = checkpoint_dir(home)
     if is_converted(target):
         return target
-    source = gguf_path()
-    if importlib.util.find_spec("gguf") is None:
-        raise ModelError("converting the embedded model needs the gguf package; run `pip install gguf`")
+    source = _convertible_source()
     with _file_lock(target.parent / f".{CHECKPOINT_DIRNAME}.lock"):
         if is_converted(target):  # another process finished while we waited
             return target

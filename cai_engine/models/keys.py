@@ -3,13 +3,18 @@
 A resolved key is registered with :func:`scrub`, which every error message that may quote SDK text
 passes through (real APIs echo part or all of a bad key in their 401 message). :class:`Secret`
 keeps the key out of ``repr``/``str``, so it cannot leak through logging of the backend object.
+:func:`redact_url` / :func:`redact` take credentials out of URLs (``https://user:pass@host``,
+``?api_key=...``) before a config is written into OUT (``manifest.json``, ``run.yaml``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cai_engine.errors import ModelError
 from cai_engine.models.base import ModelConfig
@@ -87,3 +92,61 @@ def resolve_key(config: ModelConfig, default_env: str, allow_missing: bool = Fal
         )
     remember(key)
     return Secret(key)
+
+
+#: Query parameters that carry credentials (compared lower-case, ``-`` read as ``_``).
+SECRET_QUERY_NAMES = frozenset({"key", "token", "api_key", "apikey", "access_token", "auth", "password", "secret",
+                                "sig", "signature", "client_secret", "refresh_token", "id_token"})
+_SECRET_QUERY_SUFFIXES = ("_key", "_token", "_secret", "_password", "apikey")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+
+
+def _secret_query_name(name: str) -> bool:
+    norm = name.strip().lower().replace("-", "_")
+    return norm in SECRET_QUERY_NAMES or norm.endswith(_SECRET_QUERY_SUFFIXES)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: userinfo (``user:pass@``) becomes ``***@`` and query parameters
+    named like a key or token (``key``, ``token``, ``api_key``, ``access_token``, ``*_key``...) are
+    dropped; scheme, host, port, path, other parameters and the fragment are kept. Text that does
+    not parse as a URL with a host is returned unchanged."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+    except ValueError:
+        return url
+    if not parts.scheme or not netloc:
+        return url
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        kept = [(k, v) for k, v in pairs if not _secret_query_name(k)]
+        if len(kept) != len(pairs):
+            query = urlencode(kept)
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """Every URL inside ``text`` through :func:`redact_url`, then known keys through :func:`scrub`."""
+    if "://" in text:
+        text = _URL.sub(lambda m: redact_url(m.group(0)), text)
+    return scrub(text)
+
+
+def redact(data: Any) -> Any:
+    """A copy of ``data`` (dicts, lists, tuples, strings; other values as they are) with every
+    string, keys of mappings included, through :func:`redact_text`: what may be written into OUT."""
+    if isinstance(data, str):
+        return redact_text(data)
+    if isinstance(data, dict):
+        return {redact(k) if isinstance(k, str) else k: redact(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    if isinstance(data, tuple):
+        return tuple(redact(v) for v in data)
+    return data

@@ -20,8 +20,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cai_engine.errors import ModelError
-from cai_engine.models.base import ChatRequest, ChatResponse, Choice, ModelConfig, TokenLogprob, Usage
-from cai_engine.models.embedded import EMBEDDED_NAME, ensure_embedded_checkpoint, set_offline
+from cai_engine.models.base import BaseChatModel, ChatRequest, ChatResponse, Choice, ModelConfig, TokenLogprob, Usage
+from cai_engine.models.embedded import (
+    EMBEDDED_NAME,
+    check_embedded,
+    ensure_embedded_checkpoint,
+    fingerprint_source,
+    set_offline,
+)
+from cai_engine.models.fingerprint import weights_fingerprint
 from cai_engine.models.microbatch import MicroBatcher
 
 
@@ -58,15 +65,24 @@ class _Job:
         self.submitted = time.perf_counter()
 
 
-class LocalModel:
-    """A :class:`~cai_engine.models.base.ChatModel` over an in-process transformers model."""
+class LocalModel(BaseChatModel):
+    """A :class:`~cai_engine.models.base.ChatModel` over an in-process transformers model.
+
+    Creating it checks the path (or that the embedded model can be converted) but loads nothing;
+    :meth:`fingerprint` reads file stats only. No retries (in-process failures are final), no Batch API.
+    """
 
     def __init__(self, name: str, config: ModelConfig):
         self.spec = f"local/{name}"
         self.name = name
         self.config = config
         set_offline()
-        self.path = resolve_checkpoint(name)
+        self._path: Path | None = None
+        if name == EMBEDDED_NAME:
+            check_embedded()  # converted on first load, in the worker thread
+        else:
+            self._path = resolve_checkpoint(name)
+        self._fingerprint: str | None = None
         self._load_lock = threading.Lock()
         self._decoder: Any = None
         self._tokenizer: Any = None
@@ -75,11 +91,28 @@ class LocalModel:
             self._run_batch, max_rows=config.max_batch_size, wait_ms=config.batch_wait_ms, thread_name="cai-local"
         )
 
+    @property
+    def path(self) -> Path:
+        """The checkpoint dir (for ``local/smollm2`` this converts the embedded model on first use)."""
+        if self._path is None:
+            self._path = resolve_checkpoint(self.name)
+        return self._path
+
+    def fingerprint(self) -> str:
+        """``local/NAME@digest`` of the weight, config and tokenizer files' stats (the GGUF file's for
+        ``local/smollm2``); computed once and again when the model loads."""
+        if self._fingerprint is None:
+            source = fingerprint_source() if self.name == EMBEDDED_NAME else self.path
+            self._fingerprint = f"{self.spec}@{weights_fingerprint(source)}"
+        return self._fingerprint
+
     # -- loading (worker thread) -------------------------------------------------------------
     def _ensure_loaded(self) -> None:
         with self._load_lock:
             if self._decoder is not None:
                 return
+            path = self.path  # converts the embedded model on its first load
+            self._fingerprint = None  # describe the files as they are when loaded
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -93,12 +126,12 @@ class LocalModel:
             if device.type == "cpu":
                 torch.set_num_threads(os.cpu_count() or 1)
             try:
-                tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-                model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, local_files_only=True)
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
             except OSError as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ModelError(
-                    f"cannot load {self.spec} from {self.path}: {first}; check the dir holds weights and a tokenizer"
+                    f"cannot load {self.spec} from {path}: {first}; check the dir holds weights and a tokenizer"
                 ) from None
             model.to(device).eval()
             self._tokenizer = tokenizer

@@ -11,12 +11,14 @@ import asyncio
 from collections import deque
 from typing import Callable
 
-from cai_engine.models.base import ChatRequest, ChatResponse, Choice, ModelConfig, Usage
+from cai_engine.models.base import BaseChatModel, ChatRequest, ChatResponse, Choice, ModelConfig, Usage
 
 Responder = Callable[[ChatRequest], str]
 
 
-class MockModel:
+class MockModel(BaseChatModel):
+    """Fingerprint = spec; no retries (a failure is final); no Batch API."""
+
     def __init__(self, name: str, config: ModelConfig, responder: Responder | None = None, delay_s: float = 0.0):
         self.spec = f"mock/{name}"
         self.name = name
@@ -50,9 +52,6 @@ class MockModel:
             return self.responder(request)
         last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         return f"[{self.name}] reply to: {last_user[:80]}"
-
-    async def aclose(self) -> None:
-        return None
 
 
 def create(name: str, config: ModelConfig) -> MockModel:

@@ -7,14 +7,11 @@ polling after a restart from the batch ids it persisted.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cai_engine.models.base import ChatRequest
 from cai_engine.models.batching import BatchResults, BatchStatus
-from cai_engine.models.openai_backend import parse_completion, request_body
-
-if TYPE_CHECKING:
-    from cai_engine.models.openai_backend import OpenAIBackend
+from cai_engine.models.openai_wire import parse_completion, request_body
 
 _DONE = {"completed", "failed", "expired", "cancelled"}
 
@@ -22,9 +19,12 @@ _DONE = {"completed", "failed", "expired", "cancelled"}
 class OpenAIBatch:
     provider = "openai"
 
-    def __init__(self, backend: "OpenAIBackend"):
-        self.backend = backend
-        self.client: Any = backend.pool.endpoints[0].client
+    def __init__(self, client: Any, model_name: str, spec: str):
+        """``client``: an ``openai.AsyncOpenAI``; ``model_name`` goes into each request body,
+        ``spec`` into each response."""
+        self.client = client
+        self.model_name = model_name
+        self.spec = spec
 
     def supports(self, request: ChatRequest) -> bool:
         return True
@@ -32,7 +32,7 @@ class OpenAIBatch:
     async def submit(self, items: list[tuple[str, ChatRequest]]) -> str:
         lines = [
             json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
-                        "body": request_body(self.backend.name, req)}, ensure_ascii=False)
+                        "body": request_body(self.model_name, req)}, ensure_ascii=False)
             for cid, req in items
         ]
         data = ("\n".join(lines) + "\n").encode("utf-8")
@@ -65,7 +65,7 @@ class OpenAIBatch:
                 response = row.get("response") or {}
                 if response.get("status_code") == 200 and response.get("body"):
                     try:
-                        out[cid] = parse_completion(response["body"], self.backend.spec)
+                        out[cid] = parse_completion(response["body"], self.spec)
                     except ValueError as exc:
                         out[cid] = f"unusable batch result: {exc}"
                 else:

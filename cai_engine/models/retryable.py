@@ -1,8 +1,8 @@
 """What a backend tells the engine about a failure: retry it, how soon, or stop the run.
 
 Backends know their SDK's exceptions; the engine owns the one retry policy. Each hosted backend
-implements ``classify(exc) -> RetryDecision`` with :func:`classify_status` and
-:func:`classify_transport` below, so the rules (retry 408/409/429/5xx, timeouts, connection errors
+hands the engine a ``classify(exc) -> RetryDecision`` through ``ChatModel.retry_classifier()``,
+built from :func:`classify_status` and :func:`classify_transport` below, so the rules (retry 408/409/429/5xx, timeouts, connection errors
 and malformed bodies; never 400/401/403/404; 401 stops the run) live in one place.
 """
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from cai_engine.errors import ModelError
-from cai_engine.models.base import ChatRequest, ChatResponse, Choice, ModelConfig, TokenLogprob, Usage
+from cai_engine.models.base import BaseChatModel, ChatRequest, ChatResponse, Choice, ModelConfig, TokenLogprob, Usage
+from cai_engine.models.fingerprint import digest, weights_fingerprint
 
 INSTALL_HINT = (
     "vLLM is not installed; on a CUDA machine run `pip install 'cai-engine[vllm]'`, "
@@ -146,15 +147,34 @@ def convert_logprobs(output: Any, top_k: int) -> list[TokenLogprob] | None:
     return result
 
 
-class VLLMBackend:
-    """One ``AsyncLLM`` per backend, started on first use (start-up takes seconds to minutes)."""
+def _files_fingerprint(path: Path) -> str | None:
+    try:
+        return weights_fingerprint(path)
+    except FileNotFoundError:
+        return None
+
+
+class VLLMBackend(BaseChatModel):
+    """One ``AsyncLLM`` per backend, started on first use (start-up takes seconds to minutes).
+
+    Creating it checks that vLLM imports and the model path is a checkpoint, and loads nothing
+    (``vllm/smollm2`` is converted when the engine starts). No retries, no Batch API.
+    """
 
     def __init__(self, name: str, config: ModelConfig):
+        from cai_engine.models.embedded import EMBEDDED_NAME, check_embedded, set_offline
+
         self.spec = f"vllm/{name}"
         self.name = name
         self.config = config
         self._vllm = import_vllm()
-        self.model_path = resolve_model(name)
+        self._model_path: str | None = None
+        if name == EMBEDDED_NAME:
+            set_offline()
+            check_embedded()
+        else:
+            self._model_path = resolve_model(name)
+        self._fingerprint: str | None = None
         self._engine: Any = None
         self._tokenizer: Any = None
         self._lora_request: Any = None
@@ -162,6 +182,31 @@ class VLLMBackend:
 
     def __repr__(self) -> str:
         return f"VLLMBackend({self.spec!r})"
+
+    @property
+    def model_path(self) -> str:
+        """What the engine loads: a checkpoint dir, or a hub id as given."""
+        if self._model_path is None:
+            self._model_path = resolve_model(self.name)
+        return self._model_path
+
+    def fingerprint(self) -> str:
+        """``vllm/NAME@digest`` of the checkpoint's and the LoRA adapter's file stats (the GGUF file's
+        for ``vllm/smollm2``); just the spec for a hub id without an adapter. Computed once."""
+        if self._fingerprint is None:
+            from cai_engine.models.embedded import EMBEDDED_NAME, fingerprint_source
+
+            if self.name == EMBEDDED_NAME:
+                model: str | None = weights_fingerprint(fingerprint_source())
+            else:
+                model = _files_fingerprint(Path(self.model_path))
+            lora = self.config.engine_args.get("lora")
+            adapter = None if lora is None else (_files_fingerprint(Path(str(lora)).expanduser()) or "missing")
+            if adapter is not None:
+                self._fingerprint = f"{self.spec}@{digest({'model': model, 'lora': adapter})}"
+            else:
+                self._fingerprint = self.spec if model is None else f"{self.spec}@{model}"
+        return self._fingerprint
 
     @property
     def engine(self) -> Any:
@@ -178,6 +223,7 @@ class VLLMBackend:
 
     def _build_engine(self) -> Any:
         vllm = self._vllm
+        self._fingerprint = None  # describe the files as they are when loaded
         from vllm.platforms import current_platform
 
         on_cpu = bool(current_platform.is_cpu())

@@ -13,6 +13,7 @@ i.e. ``max(p, 1 - p)``, between 0.5 and 1.
 
 from __future__ import annotations
 
+from array import array
 from statistics import fmean
 from typing import Any, Iterable, Literal
 
@@ -100,17 +101,66 @@ def longer_wins_rate(records: Iterable[dict[str, Any]]) -> float | None:
     return sum(outcomes) / len(outcomes) if outcomes else None
 
 
+def _rank(record_id: str) -> int:
+    """The deterministic order of the length balance: the id's hash as an int (sorts as the hex does)."""
+    return int(stable_hash(record_id), 16)
+
+
+class LengthBalance:
+    """The cut of :func:`length_balance`, learnt in one pass over the pairs with 8 bytes a pair.
+
+    Each side (longer-chosen, shorter-chosen) keeps the pairs whose id hash is among the ``n``
+    smallest of that side, ``n`` being the smaller side's size; :meth:`keeps` then decides a pair
+    of a second pass (equal-length pairs and ties are always kept).
+    """
+
+    def __init__(self, records: Iterable[dict[str, Any]]):
+        sides: dict[bool, array[int]] = {True: array("Q"), False: array("Q")}
+        for record in records:
+            won = longer_won(record)
+            if won is not None:
+                sides[won].append(_rank(record["id"]))
+        n = min(len(side) for side in sides.values())
+        self.kept_per_side = n
+        self._cut = {won: _nth_smallest(side, n) for won, side in sides.items()}
+
+    def keeps(self, record: dict[str, Any]) -> bool:
+        won = longer_won(record)
+        return won is None or _rank(record["id"]) <= self._cut[won]
+
+
+def _nth_smallest(values: "array[int]", n: int) -> int:
+    """The n-th smallest value (1-based): -1 for n == 0 (keep none), above all when n covers all."""
+    if n == 0:
+        return -1
+    if n >= len(values):
+        return 2**64
+    import numpy as np
+
+    return int(np.partition(np.frombuffer(values, dtype=np.uint64), n - 1)[n - 1])
+
+
 def length_balance(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Keep as many longer-chosen as shorter-chosen pairs (equal-length pairs are all kept).
 
     The larger group is cut to the size of the smaller one in a deterministic order (hash of the
     record id), so the longer-wins rate of the result is 0.5 and reruns select the same pairs.
     """
-    longer = [r for r in records if longer_won(r) is True]
-    shorter = [r for r in records if longer_won(r) is False]
-    n = min(len(longer), len(shorter))
-    keep_ids = {r["id"] for group in (longer, shorter) for r in sorted(group, key=lambda r: stable_hash(r["id"]))[:n]}
-    return [r for r in records if longer_won(r) is None or r["id"] in keep_ids]
+    balance = LengthBalance(records)
+    return [r for r in records if balance.keeps(r)]
+
+
+def drop_reason(record: dict[str, Any], *, min_confidence: float = 0.5, drop_inconsistent: bool = False) -> str | None:
+    """The first filter of :func:`select_pairs` that removes ``record`` (a key of its ``dropped``), or None."""
+    if record.get("status") != "ok":
+        return "failed"
+    if record.get("chosen") not in ("a", "b"):
+        return "tie"
+    if drop_inconsistent and not record.get("consistent"):
+        return "inconsistent"
+    if record.get("confidence", 0.0) < min_confidence:
+        return "low_confidence"
+    return None
 
 
 def select_pairs(
@@ -124,16 +174,11 @@ def select_pairs(
     dropped = {"failed": 0, "tie": 0, "inconsistent": 0, "low_confidence": 0, "length_balance": 0}
     kept: list[dict[str, Any]] = []
     for record in records:
-        if record.get("status") != "ok":
-            dropped["failed"] += 1
-        elif record.get("chosen") not in ("a", "b"):
-            dropped["tie"] += 1
-        elif drop_inconsistent and not record.get("consistent"):
-            dropped["inconsistent"] += 1
-        elif record.get("confidence", 0.0) < min_confidence:
-            dropped["low_confidence"] += 1
-        else:
+        reason = drop_reason(record, min_confidence=min_confidence, drop_inconsistent=drop_inconsistent)
+        if reason is None:
             kept.append(record)
+        else:
+            dropped[reason] += 1
     if length_balanced:
         balanced = length_balance(kept)
         dropped["length_balance"] = len(kept) - len(balanced)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from cai_engine.engine.engine import Engine
-from cai_engine.engine.records import latest_records, stable_hash
+from cai_engine.engine.records import iter_latest, stable_hash
 from cai_engine.errors import CaiError
 from cai_engine.models.base import ChatRequest, Message, SamplingParams, Usage
 from cai_engine.sources import iter_prompts
@@ -86,7 +86,7 @@ def revision_pairs(path: Path, limit: int | None = None) -> Iterator[PairSpec]:
     records_file = path / "revisions.jsonl" if path.is_dir() else path
     if not records_file.exists():
         raise CaiError(f"{records_file} not found; point revisions: at the --out dir of `cai revise` or its revisions.jsonl")
-    for n, record in enumerate(latest_records(records_file, status="ok")):
+    for n, record in enumerate(iter_latest(records_file, status="ok")):
         if limit is not None and n >= limit:
             return
         base = {"revision_id": record["id"], "model": record.get("model")}

@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable
 
 from cai_engine.constitution import Constitution, Principle
 from cai_engine.engine.engine import Engine
-from cai_engine.engine.records import RecordStore, stable_hash
+from cai_engine.engine.records import stable_hash
+from cai_engine.engine.session import open_store
 from cai_engine.engine.runner import RunSummary, run_items
 from cai_engine.models.base import ChatRequest, SamplingParams, Usage
 from cai_engine.pipelines import aggregate
@@ -229,7 +230,7 @@ async def run_judge(
 
     ``shard=(i, n)`` judges only the pairs whose id falls in shard ``i`` of ``n`` (``cai merge`` joins them).
     """
-    with RecordStore(out_path) as store:
+    with open_store(out_path) as store:
         return await run_items(
             pairs,
             record_id=lambda spec: pair_id(spec, settings, engine.spec),

@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable
 
 from cai_engine.constitution import Constitution
 from cai_engine.engine.engine import Engine
-from cai_engine.engine.records import RecordStore, stable_hash
+from cai_engine.engine.records import stable_hash
+from cai_engine.engine.session import open_store
 from cai_engine.engine.runner import RunSummary, run_items
 from cai_engine.errors import CaiError
 from cai_engine.models.base import ChatRequest, Message, SamplingParams, Usage
@@ -170,7 +171,7 @@ async def run_revise(
     shard: tuple[int, int] | None = None,
 ) -> RunSummary:
     """Stream ``prompts`` through :func:`revise_one`, appending records to ``out_path`` (resumable)."""
-    with RecordStore(out_path) as store:
+    with open_store(out_path) as store:
         return await run_items(
             prompts,
             record_id=lambda item: record_id(item.text, settings, engine.spec),

@@ -7,7 +7,6 @@ counts, tokens, cost, wall time per stage) and ``report.md`` with its plots.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,12 @@ from typing import Any
 import yaml
 
 from cai_engine.constitution import load_constitution
+from cai_engine.engine.outlock import LOCK_FILE, OutLock
 from cai_engine.engine.records import stable_hash
+from cai_engine.engine.session import Session
 from cai_engine.errors import CaiError
 from cai_engine.manifest import write_manifest
+from cai_engine.models.keys import redact, redact_text
 from cai_engine.runs import stages as S
 from cai_engine.runs.config import PREFERENCE_STAGES, RL_STAGES, RunConfig, load_run_config
 from cai_engine.runs.state import RunState
@@ -83,6 +85,30 @@ def _check_inputs(config: RunConfig, config_path: Path) -> None:
             raise CaiError(f"{config_path}: {field}: {path} not found (relative paths are relative to the config file)")
 
 
+# What a run writes into its dir before ``state.json`` exists: a first attempt stopped that early.
+_EARLY_FILES = frozenset({LOCK_FILE, "run.yaml", "state.json.tmp"})
+
+
+def _check_run_dir(run_dir: Path, config_path: Path) -> None:
+    """Refuse a run dir that is an existing folder of other things (``name: .``, a ``cai revise``
+    OUT, a folder of user files): stages replace their folders and ``run.yaml``/``manifest.json``/
+    ``report.md``/``plots``, so only a new or empty folder, or an earlier run of this run (it has
+    ``state.json``), is safe. Checked before anything is written or deleted."""
+    where = f"{config_path}: name/out_dir resolves to {run_dir}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CaiError(f"{where}, which is a file; set name or out_dir to a new folder")
+    if config_path.resolve() == (run_dir / "run.yaml").resolve():
+        raise CaiError(f"{where}, where the run writes run.yaml over this config file; "
+                       "set name or out_dir to a new folder")
+    if not run_dir.is_dir() or (run_dir / "state.json").is_file():
+        return
+    others = sorted(p.name for p in run_dir.iterdir() if p.name not in _EARLY_FILES)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise CaiError(f"{where}, a folder that is not a run dir (no state.json) and holds {shown}; "
+                       "the run would overwrite or delete them: set name or out_dir to a new folder")
+
+
 def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) -> Path:
     """Run every stage of ``config_path`` in order; returns the run dir."""
     config, run_dir = load_run_config(config_path)
@@ -90,8 +116,17 @@ def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) 
         raise CaiError(f"--from {from_stage}: not a stage of this run ({', '.join(config.stages)})")
     constitution = load_constitution(config.constitution)
     _check_inputs(config, config_path)
+    _check_run_dir(run_dir, config_path)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    with OutLock(run_dir):
+        return _run_stages(config, config_path, run_dir, constitution, from_stage, echo)
+
+
+def _run_stages(config: RunConfig, config_path: Path, run_dir: Path, constitution: Any, from_stage: str | None,
+                echo: Any) -> Path:
+    """The stages of one run, in order, under the run dir's lock."""
+    # The resolved config, credentials out of URLs (base_urls may be https://user:pass@host/v1).
+    (run_dir / "run.yaml").write_text(yaml.safe_dump(redact(config.model_dump(mode="json")), sort_keys=False))
     state = RunState.load(run_dir)
     ctx = S.RunContext(config=config, run_dir=run_dir, constitution=constitution)
     upstream = ""
@@ -109,11 +144,14 @@ def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) 
         echo(f"{stage}: {'resuming' if resuming else 'running'}")
         started = time.perf_counter()
         try:
-            outputs = asyncio.run(_run_stage(ctx, stage))
+            # One Session per stage (its own writer, cache and graceful stop), all charging the run
+            # dir's ledger, so max_cost_usd holds for the whole run across stages and reruns.
+            session = Session(run_dir, max_cost_usd=config.max_cost_usd, use_cache=config.use_cache, lock=False)
+            outputs = session.run(lambda _session: _run_stage(ctx, stage))
         except BaseException as exc:
             entry = state.stages[stage]
             entry.status = "failed" if isinstance(exc, Exception) else "running"
-            entry.error = str(exc)[:500]
+            entry.error = redact_text(str(exc))[:500]
             state.save(run_dir)
             raise
         outputs = {k: str(v) if isinstance(v, Path) else v for k, v in outputs.items()}

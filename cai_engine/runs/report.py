@@ -6,10 +6,12 @@ eval.json), so ``cai report`` can regenerate it at any time without touching a m
 
 from __future__ import annotations
 
+from array import array
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cai_engine.engine.records import latest_records, read_jsonl
+from cai_engine.engine.records import iter_latest, read_jsonl
 from cai_engine.runs.state import RunState, read_json
 
 CURVE_KEYS = ("loss", "rewards/margins", "reward_mean", "kl", "objective/kl", "response_length", "mean_length", "eval_accuracy", "accuracy")
@@ -58,15 +60,40 @@ def _training_curves(run_dir: Path, state: RunState, plots: Path) -> Path | None
     return path
 
 
-def _judge_confidence(pairs: list[dict[str, Any]], plots: Path) -> Path | None:
-    confidences = [r["confidence"] for r in pairs if isinstance(r.get("confidence"), (int, float))]
-    if not confidences:
+@dataclass
+class PairNumbers:
+    """What the plots need of the ok pair records, streamed: 4-8 bytes a pair, no record kept."""
+
+    consistent_confidence: array = field(default_factory=lambda: array("d"))
+    inconsistent_confidence: array = field(default_factory=lambda: array("d"))
+    chosen_chars: array = field(default_factory=lambda: array("i"))
+    rejected_chars: array = field(default_factory=lambda: array("i"))
+
+    @classmethod
+    def read(cls, path: Path | None) -> "PairNumbers":
+        from cai_engine.pipelines.aggregate import chosen_rejected
+
+        numbers = cls()
+        if path is None or not path.exists():
+            return numbers
+        for record in iter_latest(path, status="ok"):
+            if isinstance(record.get("confidence"), (int, float)):
+                side = numbers.consistent_confidence if record.get("consistent") else numbers.inconsistent_confidence
+                side.append(record["confidence"])
+            pair = chosen_rejected(record) if record.get("chosen") in ("a", "b") else None
+            if pair:
+                numbers.chosen_chars.append(len(pair[0]))
+                numbers.rejected_chars.append(len(pair[1]))
+        return numbers
+
+
+def _judge_confidence(pairs: PairNumbers, plots: Path) -> Path | None:
+    if not pairs.consistent_confidence and not pairs.inconsistent_confidence:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    consistent = [r["confidence"] for r in pairs if r.get("consistent") and isinstance(r.get("confidence"), (int, float))]
-    inconsistent = [r["confidence"] for r in pairs if not r.get("consistent") and isinstance(r.get("confidence"), (int, float))]
-    ax.hist([consistent, inconsistent], bins=10, range=(0.5, 1.0), stacked=True, label=["position-consistent", "inconsistent"])
+    ax.hist([pairs.consistent_confidence, pairs.inconsistent_confidence], bins=10, range=(0.5, 1.0), stacked=True,
+            label=["position-consistent", "inconsistent"])
     ax.set_xlabel("judge confidence P(chosen better)")
     ax.set_ylabel("pairs")
     ax.set_title("Judge confidence")
@@ -78,14 +105,11 @@ def _judge_confidence(pairs: list[dict[str, Any]], plots: Path) -> Path | None:
     return path
 
 
-def _lengths(pairs: list[dict[str, Any]], evaluation: dict[str, Any], plots: Path) -> Path | None:
-    from cai_engine.pipelines.aggregate import chosen_rejected
-
-    chosen_rejected_pairs = [p for p in (chosen_rejected(r) for r in pairs if r.get("chosen") in ("a", "b")) if p]
+def _lengths(pairs: PairNumbers, evaluation: dict[str, Any], plots: Path) -> Path | None:
     model_lengths = evaluation.get("lengths_chars", {})  # {"trained": [...], "base": [...]}
     panels = []
-    if chosen_rejected_pairs:
-        panels.append(("pairs: chosen vs rejected", {"chosen": [len(c) for c, _ in chosen_rejected_pairs], "rejected": [len(r) for _, r in chosen_rejected_pairs]}))
+    if pairs.chosen_chars:
+        panels.append(("pairs: chosen vs rejected", {"chosen": pairs.chosen_chars, "rejected": pairs.rejected_chars}))
     if model_lengths.get("trained") and model_lengths.get("base"):
         panels.append(("eval answers: base vs trained", {"base": model_lengths["base"], "trained": model_lengths["trained"]}))
     if not panels:
@@ -172,7 +196,7 @@ def write_report(run_dir: Path) -> Path:
     plots = run_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     pairs_file = state.stages.get("pairs") and state.stages["pairs"].outputs.get("records")
-    pairs = latest_records(Path(pairs_file), status="ok") if pairs_file and Path(pairs_file).exists() else []
+    pairs = PairNumbers.read(Path(pairs_file) if pairs_file else None)
     eval_state = state.stages.get("eval")
     evaluation = _evaluation(Path(eval_state.outputs["eval_json"])) if eval_state and eval_state.outputs.get("eval_json") else {}
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from cai_engine.constitution import Constitution
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.factory import build_engine
+from cai_engine.engine.session import current_session
 from cai_engine.models.base import ModelConfig, SamplingParams
 from cai_engine.runs.config import RunConfig
 
@@ -30,7 +31,11 @@ class RunContext:
         return self.run_dir / stage
 
     def engine(self, config: ModelConfig) -> Engine:
-        return build_engine(config, use_cache=self.config.use_cache, max_cost_usd=self.config.max_cost_usd)
+        """An engine of the stage's :class:`Session` (the run's one ledger; closed with the stage)."""
+        session = current_session()
+        if session is None:
+            return build_engine(config, use_cache=self.config.use_cache, max_cost_usd=self.config.max_cost_usd)
+        return session.engine(config)
 
     def params(self, **update: Any) -> SamplingParams:
         gen = self.config.generation

@@ -2,7 +2,8 @@
 
 The page is the template ``cai_engine/data/viewer/viewer.html`` (plain HTML, CSS and JavaScript, no
 framework, no CDN, a Content-Security-Policy that forbids any network access) with the dataset
-embedded as JSON. Revision records (``revisions.jsonl``) and pair records (``pairs.jsonl``) are
+embedded as JSON, written item by item from the record files (memory: the id indexes and the
+items' ids, never the records). Revision records (``revisions.jsonl``) and pair records (``pairs.jsonl``) are
 joined: a pair judged from a revise run (``--pairs-from revisions:``) shows the initial answer,
 every critique and revision, and the judge's verdicts side by side.
 
@@ -13,14 +14,18 @@ Spot-check labels are kept in the browser (``localStorage``) and downloaded as J
 
 from __future__ import annotations
 
+import hashlib
+import heapq
+import io
 import json
 import re
+from array import array
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
-from cai_engine.engine.records import latest_records, stable_hash
+from cai_engine.engine.records import RecordIndex, iter_latest, read_jsonl, read_line_at
 from cai_engine.errors import CaiError
 
 TEMPLATE = ("data", "viewer", "viewer.html")
@@ -28,7 +33,7 @@ TEMPLATE = ("data", "viewer", "viewer.html")
 
 def _kind_of(path: Path) -> str:
     """'pairs' or 'revisions', from the first record's keys."""
-    for record in latest_records(path):
+    for record in read_jsonl(path):
         if "candidates" in record or "judgments" in record:
             return "pairs"
         if "initial_response" in record or "rounds" in record:
@@ -93,50 +98,101 @@ def _pair_view(rec: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def build_items(files: dict[str, Path], limit: int | None = None) -> list[dict[str, Any]]:
-    """One item per pair (with its revision when it came from one) and per unpaired revision."""
-    revisions = {r["id"]: r for r in latest_records(files["revisions"])} if "revisions" in files else {}
-    pairs = latest_records(files["pairs"]) if "pairs" in files else []
-    items: list[dict[str, Any]] = []
-    used: set[str] = set()
-    for rec in pairs:
-        rev_id = (rec.get("origin") or {}).get("revision_id")
-        rev = revisions.get(rev_id) if rev_id else None
-        if rev is not None:
-            used.add(rev_id)
-        pair = _pair_view(rec)
-        principles = list(dict.fromkeys([*pair["principles"], *(r["principle_id"] for r in (rev or {}).get("rounds", []))]))
-        items.append({
-            "id": rec["id"], "prompt": rec.get("prompt", ""), "status": "ok" if pair["status"] == "ok" else "failed",
-            "error": pair.get("error"), "principles": principles,
-            "revision": _revision_view(rev) if rev is not None and rev.get("status") == "ok" else None,
-            "pair": pair, "length": max(pair["len_a"], pair["len_b"]),
-        })
-    for rid, rec in revisions.items():
-        if rid in used:
+def iter_items(files: dict[str, Path], limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """One item per pair (with its revision when it came from one), then per unpaired revision.
+
+    Revisions are looked up by id through the file's index, one line at a time.
+    """
+    revisions_file = files.get("revisions")
+    index = RecordIndex(revisions_file) if revisions_file is not None else None
+    used: set[int] = set()  # offsets of the revisions a pair showed
+    shown = 0
+    if "pairs" in files:
+        for rec in iter_latest(files["pairs"]):
+            if limit is not None and shown >= limit:
+                return
+            rev_id = (rec.get("origin") or {}).get("revision_id")
+            offset = index.offset(rev_id) if index is not None and rev_id else None
+            rev = read_line_at(revisions_file, offset) if offset is not None else None  # type: ignore[arg-type]
+            if offset is not None:
+                used.add(offset)
+            pair = _pair_view(rec)
+            principles = list(dict.fromkeys([*pair["principles"], *(r["principle_id"] for r in (rev or {}).get("rounds", []))]))
+            shown += 1
+            yield {
+                "id": rec["id"], "prompt": rec.get("prompt", ""), "status": "ok" if pair["status"] == "ok" else "failed",
+                "error": pair.get("error"), "principles": principles,
+                "revision": _revision_view(rev) if rev is not None and rev.get("status") == "ok" else None,
+                "pair": pair, "length": max(pair["len_a"], pair["len_b"]),
+            }
+    if index is None:
+        return
+    for rec in iter_latest(revisions_file):  # type: ignore[arg-type]
+        if index.offset(rec["id"]) in used:
             continue
+        if limit is not None and shown >= limit:
+            return
         ok = rec.get("status") == "ok"
         view = _revision_view(rec) if ok else None
-        items.append({
-            "id": rid, "prompt": rec.get("prompt", ""), "status": "ok" if ok else "failed",
+        shown += 1
+        yield {
+            "id": rec["id"], "prompt": rec.get("prompt", ""), "status": "ok" if ok else "failed",
             "error": None if ok else rec.get("error", "failed"),
             "principles": [r["principle_id"] for r in view["rounds"]] if view else [],
             "revision": view, "pair": None,
             "length": max(len(view["initial"] or ""), len(view["final"] or "")) if view else 0,
-        })
-    return items[:limit] if limit is not None else items
+        }
 
 
-def _summary(items: list[dict[str, Any]], files: dict[str, Path]) -> str:
-    pairs = [i["pair"] for i in items if i["pair"] and i["pair"]["status"] == "ok"]
-    parts = [f"{len(items)} records"]
-    if pairs:
-        inconsistent = sum(1 for p in pairs if not p["consistent"])
-        ties = sum(1 for p in pairs if p["chosen"] == "tie")
-        parts.append(f"{len(pairs)} judged pairs ({inconsistent} inconsistent, {ties} ties)")
-    failed = sum(1 for i in items if i["status"] == "failed")
-    if failed:
-        parts.append(f"{failed} failed")
+def build_items(files: dict[str, Path], limit: int | None = None) -> list[dict[str, Any]]:
+    """:func:`iter_items` as a list: small files only (tests); the page streams them."""
+    return list(iter_items(files, limit))
+
+
+_HEX_ID = re.compile(r"[0-9a-f]{16}")
+
+
+class _Tally:
+    """What the page says about its items, counted as they are written: no item is kept."""
+
+    def __init__(self) -> None:
+        self.items = self.pairs = self.inconsistent = self.ties = self.failed = 0
+        self.principles: set[str] = set()
+        self._hex_ids = array("Q")  # our ids are 16 hex digits: 8 bytes each
+        self._other_ids: list[str] = []
+
+    def add(self, item: dict[str, Any]) -> None:
+        self.items += 1
+        self.principles.update(item["principles"])
+        self.failed += item["status"] == "failed"
+        pair = item["pair"]
+        if pair and pair["status"] == "ok":
+            self.pairs += 1
+            self.inconsistent += not pair["consistent"]
+            self.ties += pair["chosen"] == "tie"
+        if _HEX_ID.fullmatch(item["id"]):
+            self._hex_ids.append(int(item["id"], 16))
+        else:
+            self._other_ids.append(item["id"])
+
+    def key(self) -> str:
+        """``stable_hash(sorted(ids))``, hashed as it is written out (the ids sort as 8-byte ints)."""
+        import numpy as np
+
+        hex_ids = (f"{v:016x}" for v in np.sort(np.frombuffer(self._hex_ids, dtype=np.uint64)).tolist()) if self._hex_ids else iter(())
+        digest = hashlib.sha256(b"[")
+        for n, rid in enumerate(heapq.merge(hex_ids, sorted(self._other_ids))):
+            digest.update((("," if n else "") + json.dumps(rid, ensure_ascii=False)).encode("utf-8"))
+        digest.update(b"]")
+        return digest.hexdigest()[:16]
+
+
+def _summary(tally: _Tally, files: dict[str, Path]) -> str:
+    parts = [f"{tally.items} records"]
+    if tally.pairs:
+        parts.append(f"{tally.pairs} judged pairs ({tally.inconsistent} inconsistent, {tally.ties} ties)")
+    if tally.failed:
+        parts.append(f"{tally.failed} failed")
     parts.append("from " + ", ".join(str(p) for p in files.values()))
     parts.append("built " + datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     return " · ".join(parts)
@@ -150,29 +206,50 @@ def _embed(data: Any) -> str:
     return text
 
 
-def render_html(items: list[dict[str, Any]], *, title: str, summary: str, name: str) -> str:
-    principles = sorted({p for it in items for p in it["principles"]})
-    data = {
-        "title": title, "summary": summary, "name": name, "principles": principles, "items": items,
-        # localStorage key: the same dataset keeps its labels across rebuilds of the page
-        "key": stable_hash(sorted(it["id"] for it in items)),
-    }
+def _write_page(out: TextIO, items: Iterable[dict[str, Any]], *, title: str, name: str, summary: Callable[[_Tally], str]) -> _Tally:
+    """Write the page to ``out``, items streamed into the data element; the figures follow the items."""
     template = resources.files("cai_engine").joinpath(*TEMPLATE).read_text(encoding="utf-8")
     html_title = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    values = {"__CAI_TITLE__": html_title, "__CAI_DATA__": _embed(data)}
-    # One pass: a title or record that contains a placeholder's name is never substituted again.
-    return re.sub("__CAI_(?:TITLE|DATA)__", lambda m: values[m.group(0)], template)
+    tally = _Tally()
+    # One pass over the template: a title or record that contains a placeholder's name is never substituted again.
+    for n, part in enumerate(re.split("(__CAI_(?:TITLE|DATA)__)", template)):
+        if n % 2 == 0:
+            out.write(part)
+        elif part == "__CAI_TITLE__":
+            out.write(html_title)
+        else:
+            out.write(f'{{"title":{_embed(title)},"name":{_embed(name)},"items":[')
+            for count, item in enumerate(items):
+                tally.add(item)
+                out.write(("," if count else "") + _embed(item))
+            out.write(f'],"summary":{_embed(summary(tally))},"principles":{_embed(sorted(tally.principles))},'
+                      # localStorage key: the same dataset keeps its labels across rebuilds of the page
+                      f'"key":{_embed(tally.key())}}}')
+    return tally
+
+
+def render_html(items: list[dict[str, Any]], *, title: str, summary: str, name: str) -> str:
+    out = io.StringIO()
+    _write_page(out, items, title=title, name=name, summary=lambda _: summary)
+    return out.getvalue()
 
 
 def write_viewer(source: Path, out: Path | None = None, *, limit: int | None = None, title: str | None = None) -> tuple[Path, int]:
     """Build the page for ``source`` (dir or record file); returns (path written, records shown)."""
     files = find_files(source)
-    items = build_items(files, limit)
-    if not items:
+    items = iter_items(files, limit)
+    first = next(items, None)
+    if first is None:
         raise CaiError(f"{source}: the record files are empty; nothing to view")
     name = source.name if source.is_dir() else source.stem
     target = out or (source / "view.html" if source.is_dir() else source.with_suffix(".html"))
-    html = render_html(items, title=title or f"cai view · {name}", summary=_summary(items, files), name=name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(html, encoding="utf-8")
-    return target, len(items)
+    with target.open("w", encoding="utf-8") as fh:
+        tally = _write_page(fh, _chain(first, items), title=title or f"cai view · {name}", name=name,
+                            summary=lambda t: _summary(t, files))
+    return target, tally.items
+
+
+def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield first
+    yield from rest
