@@ -4,6 +4,7 @@
 * the prompts file, model-config YAML and environment of a `cai revise` run;
 * ``run_phase``: one `cai` command as its own process, watched every 0.2 s: its RSS (psutil, plus
   the kernel's high-water mark VmHWM where /proc has it, plus ru_maxrss from wait4 at exit), and
+  the sampled peaks of its anonymous and file-backed parts (RssAnon/RssFile), and
   the line count of a records file read incrementally (only the appended bytes), with the peak RSS
   so far noted when the count first reaches given marks, and an optional SIGKILL at a count.
 """
@@ -122,16 +123,18 @@ def revise_args(prompts: Path, out: Path, model_config: Path, concurrency: int, 
             "--concurrency", str(concurrency), "--max-tokens", str(max_tokens)]
 
 
-def _hwm_bytes(pid: int) -> int:
-    """The kernel's peak RSS of pid (VmHWM), 0 where /proc does not have it."""
+def _proc_status(pid: int) -> dict[str, int]:
+    """VmHWM (the kernel's peak RSS), RssAnon and RssFile of pid in bytes; {} where /proc lacks them."""
+    found: dict[str, int] = {}
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+                key = line.split(b":", 1)[0]
+                if key in (b"VmHWM", b"RssAnon", b"RssFile"):
+                    found[key.decode()] = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return found
 
 
 @dataclass
@@ -141,6 +144,9 @@ class PhaseResult:
     rc: int | None
     wall_s: float
     peak_rss_mb: float
+    # sampled peaks of the anonymous (heap) and file-backed (mmap'd files, e.g. Arrow) parts of RSS (Linux)
+    peak_rss_anon_mb: float | None = None
+    peak_rss_file_mb: float | None = None
     lines: int = 0
     first_line_s: float | None = None
     marks: dict[str, dict[str, float]] = field(default_factory=dict)  # "10%" -> {lines, t_s, peak_rss_mb}
@@ -180,7 +186,7 @@ def run_phase(name: str, cmd: list[str], env: dict[str, str], cwd: Path, log_dir
     lines = base_lines
     pending = {f"{round(m * 100)}%": max(1, int(m * n)) for m in marks} if n else {}
     result = PhaseResult(name=name, cmd=cmd, rc=None, wall_s=0.0, peak_rss_mb=0.0)
-    peak = 0
+    peak = peak_anon = peak_file = 0
     handle = None
     with out_log.open("wb") as so, err_log.open("wb") as se:
         started = time.perf_counter()
@@ -210,7 +216,12 @@ def run_phase(name: str, cmd: list[str], env: dict[str, str], cwd: Path, log_dir
 
         while not exited.is_set():
             try:
-                peak = max(peak, ps.memory_info().rss, _hwm_bytes(proc.pid))
+                rss = ps.memory_info().rss
+                st = _proc_status(proc.pid)
+                if rss and st.get("RssAnon") is not None:  # a zombie reports nothing
+                    peak_anon = max(peak_anon, st["RssAnon"])
+                    peak_file = max(peak_file, st.get("RssFile", 0))
+                peak = max(peak, rss, st.get("VmHWM", 0))
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 pass
             read_new()
@@ -241,6 +252,9 @@ def run_phase(name: str, cmd: list[str], env: dict[str, str], cwd: Path, log_dir
         handle.close()
     result.lines = lines
     result.peak_rss_mb = round(peak / MB, 1)
+    if peak_anon:
+        result.peak_rss_anon_mb = round(peak_anon / MB, 1)
+        result.peak_rss_file_mb = round(peak_file / MB, 1)
     for label, at in pending.items():  # reached between the last sample and the exit, or never
         reached = lines >= at
         result.marks[label] = {"lines": lines, "t_s": result.wall_s if reached else None,

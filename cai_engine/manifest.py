@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from cai_engine.atomic import write_json_atomic
 
 TRACKED_PACKAGES = ("cai-engine", "torch", "transformers", "datasets", "trl", "peft", "openai", "anthropic", "vllm")
 
@@ -36,8 +37,5 @@ def write_manifest(out_dir: Path, stage: str, data: dict[str, Any]) -> Path:
     manifest["python"] = platform.python_version()
     manifest["packages"] = package_versions()
     manifest.setdefault("stages", {})[stage] = {**data, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = path.with_suffix(".json.tmp")
     manifest = redact(json.loads(json.dumps(manifest, ensure_ascii=False, default=str)))
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, manifest)

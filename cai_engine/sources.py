@@ -40,7 +40,8 @@ def _kind(path: Path) -> str:
     raise CaiError(f"{path}: unknown prompt file type {suffix!r}; use .jsonl, .csv, .tsv, .parquet, .txt or a datasets dir")
 
 
-def _pick(row: dict[str, object], column: str | None, path: Path, index: int) -> str:
+def pick_prompt(row: dict[str, object], column: str | None, path: Path, index: int) -> str:
+    """The prompt text of one row (``column`` or the first default column present)."""
     if column is not None:
         if column not in row:
             raise CaiError(f"{path}: row {index} has no column {column!r} (columns: {', '.join(map(str, row))}); pass --column NAME")
@@ -107,7 +108,7 @@ def iter_prompts(path: Path | str, column: str | None = None, limit: int | None 
     for index, row in enumerate(_rows(path, kind)):
         if limit is not None and produced >= limit:
             return
-        text = _pick(row, column, path, index).strip()
+        text = pick_prompt(row, column, path, index).strip()
         if not text:
             continue
         produced += 1

@@ -27,6 +27,16 @@ RECIPE = shipped_dir() / "examples" / "cai_recipe.json"
 
 def test_all_five_are_shipped():
     assert set(SHIPPED) <= set(shipped_names())
+    # inside the package (so a wheel carries them), not beside it in the checkout
+    assert shipped_dir().is_relative_to(Path(__import__("cai_engine").__file__).parent)
+
+
+def test_cli_list_shows_the_shipped_names(capsys):
+    code, out, err = _cai(capsys, "constitution", "list")
+    assert code == 0, err
+    listed = [line.split()[0] for line in out.splitlines()]
+    assert listed == sorted(shipped_names()) and set(SHIPPED) <= set(listed)
+    assert all("principles" in line for line in out.splitlines())
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -177,9 +187,10 @@ def test_cli_import_bad_json(tmp_path: Path, capsys):
 def test_cli_help_has_examples(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")  # keep the example lines unwrapped
     for command, example in (
-        ("validate", "cai constitution validate constitutions/medical.yaml"),
+        ("list", "cai constitution list"),
+        ("validate", "cai constitution validate medical my_rules.yaml"),
         ("show", "cai constitution show tutoring"),
-        ("import", "cai constitution import constitutions/examples/cai_recipe.json"),
+        ("import", "cai constitution import recipe.json"),
     ):
         code, out, err = _cai(capsys, "constitution", command, "--help")
         assert code == 0, err

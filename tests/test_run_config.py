@@ -53,3 +53,61 @@ def test_missing_prompt_file_stops_before_any_stage(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "prompts.train" in result.stderr and "p.jsonl not found" in result.stderr
     assert "running" not in result.stdout + result.stderr and not (tmp_path / "x").exists()
+
+
+RUN = "constitution: general\nprompts: {train: p.jsonl}\nstages: [revise]\nmodels: {policy: mock/echo, judge: mock/echo}\nrevise: {rounds: 1}\n"
+
+
+def cai_run(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cai_engine", "run", str(path)], capture_output=True, text=True, timeout=120)
+
+
+def user_files(folder: Path) -> dict[str, str]:
+    """A folder of someone's files, one of them where the revise stage would put its folder."""
+    (folder / "revise").mkdir(parents=True)
+    files = {"notes.txt": "my notes", "revise/keep.txt": "do not delete", "manifest.json": "{}", "report.md": "mine"}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return files
+
+
+@pytest.mark.parametrize("where", ["name: .", "name: mine", "name: x\nout_dir: mine"])
+def test_run_onto_a_folder_that_is_not_a_run_is_refused(tmp_path: Path, where: str) -> None:
+    (tmp_path / "p.jsonl").write_text('{"prompt": "hi"}\n')
+    folder = tmp_path if where == "name: ." else tmp_path / "mine"
+    files = user_files(folder)
+    path = tmp_path / "x.yaml"
+    path.write_text(f"{where}\n{RUN}")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = cai_run(path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "not a run dir (no state.json)" in result.stderr
+    assert str(folder.resolve()) in result.stderr and "Traceback" not in result.stderr
+    assert "running" not in result.stdout + result.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written or deleted
+    assert all((folder / name).read_text() == text for name, text in files.items())
+
+
+def test_earlier_run_and_empty_folder_are_fine(tmp_path: Path) -> None:
+    (tmp_path / "p.jsonl").write_text('{"prompt": "hi"}\n')
+    (tmp_path / "empty").mkdir()
+    path = tmp_path / "x.yaml"
+    path.write_text(f"name: empty\n{RUN}")
+    first = cai_run(path)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "empty" / "state.json").exists() and "revise: running" in first.stdout + first.stderr
+    again = cai_run(path)  # the folder is now this run's dir: a rerun is welcome
+    assert again.returncode == 0, again.stderr
+    assert "revise: up to date, skipped" in again.stdout + again.stderr
+
+
+def test_config_inside_its_own_run_dir_as_run_yaml_is_refused(tmp_path: Path) -> None:
+    """``name: .`` with the config named run.yaml: the run would write its resolved config over it."""
+    (tmp_path / "p.jsonl").write_text('{"prompt": "hi"}\n')
+    (tmp_path / "state.json").write_text('{"stages": {}}')
+    path = tmp_path / "run.yaml"
+    text = f"name: .\n{RUN}"
+    path.write_text(text)
+    result = cai_run(path)
+    assert result.returncode == 2 and "writes run.yaml over this config file" in result.stderr
+    assert path.read_text() == text

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "cai_engine.cli.revise",
     "cai_engine.cli.export",
     "cai_engine.cli.run",
+    "cai_engine.cli.demo",
     "cai_engine.cli.judge",
     "cai_engine.cli.train",
     "cai_engine.cli.eval",

@@ -1,4 +1,4 @@
-"""``cai constitution``: validate, show and import constitution files."""
+"""``cai constitution``: list the shipped ones; validate, show and import constitution files."""
 
 from __future__ import annotations
 
@@ -16,6 +16,31 @@ constitution_app = typer.Typer(
 )
 
 
+@constitution_app.command("list")
+def list_() -> None:
+    """List the constitutions shipped with the package: name, principle count, description.
+
+    Any command that takes `--constitution` accepts these names in place of a path.
+
+    Example:
+
+        cai constitution list
+    """
+    from cai_engine.constitution import load_constitution, shipped_dir, shipped_names
+
+    names = shipped_names()
+    if not names:
+        from cai_engine.errors import CaiError
+
+        raise CaiError(f"no shipped constitutions found in {shipped_dir()}; the installation is incomplete, reinstall cai-engine")
+    width = max(len(n) for n in names)
+    for name in names:
+        c = load_constitution(name)
+        about = " ".join((c.description or "").split())
+        about = about if len(about) <= 90 else about[:87] + "..."
+        typer.echo(f"{name:<{width}}  {len(c.principles):>2} principles  {about}".rstrip())
+
+
 @constitution_app.command("validate")
 def validate(
     files: Annotated[list[str], typer.Argument(help="Constitution .yaml files or shipped names (general, medical, ...).")],
@@ -26,7 +51,7 @@ def validate(
 
     Example:
 
-        cai constitution validate constitutions/medical.yaml my_rules.yaml
+        cai constitution validate medical my_rules.yaml
     """
     from cai_engine.constitution import load_constitution
     from cai_engine.errors import CaiError
@@ -118,7 +143,7 @@ def import_(
 
     Example:
 
-        cai constitution import constitutions/examples/cai_recipe.json
+        cai constitution import recipe.json
 
         cai constitution import recipe.json --name my_rules --out my_rules.yaml
     """

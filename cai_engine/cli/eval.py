@@ -58,7 +58,7 @@ def eval_command(
     from cai_engine.cli.progress import RunProgress, console
     from cai_engine.errors import ConfigError
     from cai_engine.evaluation.config import METRICS, EvalConfig
-    from cai_engine.evaluation.runner import evaluate
+    from cai_engine.api.evaluate import evaluate
     from cai_engine.manifest import write_manifest
 
     chosen = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -78,7 +78,7 @@ def eval_command(
         first = exc.errors()[0]
         raise ConfigError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     started = time.perf_counter()
-    report = evaluate(config, out, progress=lambda what, total, engines: RunProgress(what, total, engines))
+    report = evaluate(out, config, progress=RunProgress)
     write_manifest(out, "eval", {"config": config.model_dump(mode="json"), "engines": report.engines,
                                  "wall_s": round(time.perf_counter() - started, 2)})
     _print_summary(report)

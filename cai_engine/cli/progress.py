@@ -1,71 +1,7 @@
-"""One progress display for every long command: done/total, tokens/s, failures, cost, ETA."""
+"""The CLI's console and progress bar (defined with the API's progress, shared by both)."""
 
 from __future__ import annotations
 
-import time
-from typing import Any, Sequence
+from cai_engine.api.progress import RunProgress, console
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from cai_engine.engine.engine import Engine
-
-console = Console(stderr=True)
-
-
-class RunProgress:
-    """Progress bar fed by record callbacks; reads live token/cost counters from the engines."""
-
-    def __init__(self, description: str, total: int | None, engines: Sequence[Engine]):
-        self.engines = list(engines)
-        self.failed = 0
-        self.done = 0
-        self.skipped = 0
-        self._started = time.perf_counter()
-        self._tokens_at_start = sum(e.stats.output_tokens for e in self.engines)
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self._task = self._progress.add_task(description, total=total, stats="")
-
-    def __enter__(self) -> "RunProgress":
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._refresh()
-        self._progress.stop()
-
-    def tokens_per_s(self) -> float:
-        elapsed = max(time.perf_counter() - self._started, 1e-6)
-        return (sum(e.stats.output_tokens for e in self.engines) - self._tokens_at_start) / elapsed
-
-    def _refresh(self) -> None:
-        cost = sum(e.stats.cost_usd for e in self.engines)
-        stats = f"{self.tokens_per_s():.1f} tok/s  {self.failed} failed"
-        if self.skipped:
-            stats += f"  {self.skipped} resumed"
-        if cost:
-            stats += f"  ${cost:.4f}"
-        self._progress.update(self._task, stats=stats)
-
-    def record(self, record: dict[str, Any]) -> None:
-        if record.get("status") == "failed":
-            self.failed += 1
-        else:
-            self.done += 1
-        self._progress.advance(self._task)
-        self._refresh()
-
-    def skip(self, n: int) -> None:
-        self.skipped += n
-        self._progress.advance(self._task, n)
-        self._refresh()
+__all__ = ["RunProgress", "console"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Optional
 
 import typer
@@ -43,75 +42,23 @@ def revise(
 
         cai revise -c general -p examples/prompts/demo.jsonl -o out/demo --limit 8 --rounds 1
     """
+    from cai_engine.api.revise import revise as api_revise
     from cai_engine.cli.progress import RunProgress, console
-    from cai_engine.constitution import load_constitution
-    from cai_engine.engine.factory import load_model_config
-    from cai_engine.engine.session import Session
-    from cai_engine.engine.runner import parse_shard
-    from cai_engine.errors import ConfigError
-    from cai_engine.manifest import write_manifest
-    from cai_engine.pipelines.revise import ReviseSettings, run_revise
-    from cai_engine.sources import count_prompts, iter_prompts
 
-    loaded = load_constitution(constitution)
-    config = load_model_config(model, model_config)
-    k = principles_per_round or loaded.sampling.principles_per_round
-    if k > len(loaded.principles):
-        raise ConfigError(f"--principles-per-round {k} is more than the {len(loaded.principles)} principles of {loaded.name}")
-    params = config.defaults.model_copy(
-        update={key: value for key, value in {"max_tokens": max_tokens, "temperature": temperature}.items() if value is not None}
+    result = api_revise(
+        prompts, constitution=constitution, model=model, model_config=model_config, out=out, rounds=rounds,
+        principles_per_round=principles_per_round, few_shot=few_shot, column=column, limit=limit,
+        concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, seed=seed,
+        retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch, shard=shard, grace=grace,
+        progress=RunProgress, with_dataset=False,
     )
-    settings = ReviseSettings(
-        constitution=loaded,
-        params=params,
-        rounds=loaded.sampling.rounds if rounds is None else rounds,
-        principles_per_round=k,
-        few_shot=len(loaded.few_shot) if few_shot is None else min(few_shot, len(loaded.few_shot)),
-        seed=seed,
+    summary, records_path = result.summary, out / "revisions.jsonl"
+    console.print(
+        f"[green]done[/green] {summary.done} new, {summary.skipped} already done, {summary.failed} failed "
+        f"-> {records_path}\nnext: cai export sft {out} --out {out / 'sft'}"
     )
-    shard_spec = parse_shard(shard)
-    total = None if shard_spec else count_prompts(prompts, column, limit)
-    records_path = out / "revisions.jsonl"
-    session = Session(out, max_cost_usd=max_cost, use_cache=not no_cache, grace_s=grace)
-
-    async def go(session: Session) -> None:
-        engine = session.engine(config, batch_dir=out / "batches" if batch else None)
-        started = time.perf_counter()
-        try:
-            with RunProgress(f"revise {loaded.name}", total, [engine]) as progress:
-                summary = await run_revise(
-                    iter_prompts(prompts, column, limit),
-                    engine=engine,
-                    settings=settings,
-                    out_path=records_path,
-                    concurrency=concurrency or config.max_concurrency,
-                    retry_failed=retry_failed,
-                    on_record=progress.record,
-                    on_skip=progress.skip,
-                    shard=shard_spec,
-                )
-        finally:
-            write_manifest(
-                out,
-                "revise",
-                {
-                    "constitution": {"name": loaded.name, "hash": loaded.hash, "source": str(loaded.source_path)},
-                    "prompts": str(prompts),
-                    "model": config.model_dump(mode="json", exclude={"api_key_file"}),
-                    "settings": {"rounds": settings.rounds, "principles_per_round": k, "few_shot": settings.few_shot, "seed": seed, "shard": shard},
-                    "engine": engine.stats.model_dump(),
-                    "budget": session.ledger.snapshot(),
-                    "wall_s": round(time.perf_counter() - started, 2),
-                },
-            )
-        console.print(
-            f"[green]done[/green] {summary.done} new, {summary.skipped} already done, {summary.failed} failed "
-            f"-> {records_path}\nnext: cai export sft {out} --out {out / 'sft'}"
-        )
-        if summary.failed:
-            console.print(f"[yellow]{summary.failed} failed[/yellow] (first: {summary.failures[0]}); rerun with --retry-failed to redo them")
-
-    session.run(go)
+    if summary.failed:
+        console.print(f"[yellow]{summary.failed} failed[/yellow] (first: {summary.failures[0]}); rerun with --retry-failed to redo them")
 
 
 def register(app: typer.Typer) -> None:

@@ -22,10 +22,10 @@ def run_command(
         cai run runs/demo.yaml
         cai run runs/demo.yaml --from dpo
     """
-    from cai_engine.cli.progress import console
+    from cai_engine.cli.progress import RunProgress, console
     from cai_engine.runs.orchestrator import run
 
-    run_dir = run(config, from_stage=from_stage, echo=console.print)
+    run_dir = run(config, from_stage=from_stage, echo=console.print, progress=RunProgress)
     console.print(f"[green]run complete[/green]: {run_dir} (report: {run_dir / 'report.md'})")
 
 

@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from cai_engine.constitution.schema import FewShotExample, Principle, SamplingConfig
-from cai_engine.constitution.yaml_nodes import Loc, YamlDoc
 from cai_engine.errors import ConfigError
+from cai_engine.yamlfile import Loc, YamlDoc
 
 # What to write when a required key is missing, by key name.
 _ADD_HINTS = {

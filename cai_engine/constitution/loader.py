@@ -18,7 +18,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-import cai_engine
 from cai_engine.constitution.diagnostics import config_error_from_validation
 from cai_engine.constitution.schema import (
     Constitution,
@@ -27,15 +26,16 @@ from cai_engine.constitution.schema import (
     SamplingConfig,
     coerce_version,
 )
-from cai_engine.constitution.yaml_nodes import YamlDoc, read_yaml
 from cai_engine.errors import ConfigError
+from cai_engine.paths import data_path
+from cai_engine.yamlfile import YamlDoc, read_yaml
 
 _SCALARS = ("name", "version", "description", "system_prompt")
 
 
 def shipped_dir() -> Path:
-    """Folder of the constitutions shipped with the project (``<repo>/constitutions``)."""
-    return Path(cai_engine.__file__).resolve().parents[1] / "constitutions"
+    """Folder of the constitutions shipped inside the package (``cai_engine/data/constitutions``)."""
+    return data_path("constitutions")
 
 
 def shipped_names() -> list[str]:

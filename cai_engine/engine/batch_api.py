@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cai_engine.atomic import write_json_atomic
 from cai_engine.engine.retry import one_line
 from cai_engine.errors import BudgetExceeded, FatalBackendError
 from cai_engine.models.base import ChatRequest, ChatResponse
@@ -43,20 +43,6 @@ class BatchSettings(BaseModel):
     idle_s: float = Field(2.0, ge=0, description="Submit what has gathered after this long without a new request.")
     poll_s: float = Field(15.0, gt=0, description="First poll interval; grows 1.5x per poll.")
     poll_max_s: float = Field(120.0, gt=0, description="Longest poll interval.")
-
-
-def _atomic_write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(payload, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class BatchCoordinator:
@@ -96,10 +82,10 @@ class BatchCoordinator:
 
     def _persist(self, batch_id: str, custom_ids: list[str]) -> None:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", batch_id)
-        _atomic_write_json(self.batch_dir / f"batch-{safe}.json", {
+        write_json_atomic(self.batch_dir / f"batch-{safe}.json", {
             "batch_id": batch_id, "provider": self.adapter.provider, "spec": self.spec,
             "submitted_at": time.time(), "custom_ids": custom_ids,
-        })
+        }, indent=None, durable=True)
         known = self.known()
         for cid in custom_ids:
             known[cid] = batch_id

@@ -8,35 +8,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from cai_engine.engine.engine import Engine, EngineOptions
 from cai_engine.errors import ConfigError
 from cai_engine.models.base import ModelConfig
+from cai_engine.yamlfile import read_mapping, validation_error
 
 
 def load_model_config(spec: str | None, config_file: Path | None = None) -> ModelConfig:
     """A :class:`ModelConfig` from an optional YAML file, with ``spec`` (from ``--model``) taking precedence."""
     data: dict[str, object] = {}
+    doc = None
     if config_file is not None:
-        if not config_file.exists():
-            raise ConfigError(f"{config_file}: model config file not found")
-        try:
-            loaded = yaml.safe_load(config_file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_file}: invalid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config_file}: a model config must be a mapping of ModelConfig fields")
-        data.update(loaded)
+        doc = read_mapping(config_file, "model config")
+        data.update(doc.data)
     if spec:
         data["spec"] = spec
     try:
         return ModelConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{config_file or '--model'}: {where}: {first['msg']}") from None
+        raise validation_error(exc, doc, None if doc is not None else "--model") from None
 
 
 def build_engine(

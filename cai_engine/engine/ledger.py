@@ -20,7 +20,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +30,48 @@ LEDGER_FILE = "ledger.json"
 _SAVE_EVERY_S = 0.5
 
 
+Spend = dict[str, float]  # model spec -> USD
+
+
+def _add(into: Spend, spend: Spend) -> None:
+    for spec, usd in spend.items():
+        into[spec] = into.get(spec, 0.0) + usd
+
+
+def _sub(a: Spend, b: Spend) -> Spend:
+    return {spec: a.get(spec, 0.0) - b.get(spec, 0.0) for spec in set(a) | set(b)}
+
+
 @dataclass
 class ItemCost:
-    """The spend of one item (a prompt, a pair) while it runs; the runner writes it into the record."""
+    """The spend of one item (a prompt, a pair) while it runs, by model; the runner writes it into
+    the record (``cost_usd``, ``cost_by_model``)."""
 
-    usd: float = 0.0
+    by_model: Spend = field(default_factory=dict)
+
+    @property
+    def usd(self) -> float:
+        return sum(self.by_model.values())
 
 
 #: The item the current task works on; engines charge it. Tasks spawned inside an item inherit it.
 CURRENT_ITEM: contextvars.ContextVar[ItemCost | None] = contextvars.ContextVar("cai_current_item", default=None)
 
 
-def _tail_cost(path: Path, offset: int) -> tuple[int, float]:
-    """(end offset, summed ``cost_usd``) of the complete lines of ``path`` after ``offset``."""
+def record_spend(record: dict[str, Any]) -> Spend:
+    """What a record line says it cost, by model (older lines: ``cost_usd`` under the record's model)."""
+    by_model = record.get("cost_by_model")
+    if isinstance(by_model, dict):
+        return {str(k): float(v) for k, v in by_model.items()}
+    usd = float(record.get("cost_usd") or 0.0)
+    return {str(record.get("model") or record.get("judge_model") or "?"): usd} if usd else {}
+
+
+def _tail_spend(path: Path, offset: int) -> tuple[int, Spend]:
+    """(end offset, summed spend) of the complete lines of ``path`` after ``offset``."""
     if not path.exists():
-        return 0, 0.0
-    total = 0.0
+        return 0, {}
+    total: Spend = {}
     end = offset
     with path.open("rb") as fh:
         fh.seek(offset)
@@ -54,8 +80,14 @@ def _tail_cost(path: Path, offset: int) -> tuple[int, float]:
                 break
             end += len(raw)
             if b'"cost_usd"' in raw:
-                total += float(json.loads(raw).get("cost_usd") or 0.0)
+                _add(total, record_spend(json.loads(raw)))
     return end, total
+
+
+@dataclass
+class _FileEntry:
+    offset: int = 0
+    by_model: Spend = field(default_factory=dict)
 
 
 class BudgetLedger:
@@ -65,12 +97,12 @@ class BudgetLedger:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.max_cost_usd = max_cost_usd
         self._lock = threading.Lock()
-        self._files: dict[str, dict[str, float]] = {}  # file name -> {"offset", "usd"}
-        self.outside_usd = 0.0
-        self.by_model: dict[str, float] = {}
-        self.session_usd = 0.0  # charged by this command
-        self._recorded_this_session = 0.0
-        self._outside_this_session = 0.0
+        self._files: dict[str, _FileEntry] = {}  # record file (relative to OUT) -> what its lines cost
+        self._outside: Spend = {}  # spend that belongs to no record on disk
+        self._charged: Spend = {}  # charged by this command
+        self._recorded: Spend = {}  # ... of which written into records by this command
+        self._charged_outside: Spend = {}  # ... of which charged with no item
+        self.session_usd = 0.0
         self._last_save = 0.0
         if self.out_dir is not None:
             self._load()
@@ -82,38 +114,50 @@ class BudgetLedger:
         return None if self.out_dir is None else self.out_dir / LEDGER_FILE
 
     def _load(self) -> None:
-        assert self.path is not None
+        assert self.path is not None and self.out_dir is not None
         if not self.path.exists():
             return
         data = json.loads(self.path.read_text())
-        self.outside_usd = float(data.get("outside_records_usd", 0.0))
-        self.by_model = {k: float(v) for k, v in data.get("by_model", {}).items()}
+        self._outside = {k: float(v) for k, v in data.get("outside_records_by_model", {}).items()}
         for name, entry in data.get("files", {}).items():
-            offset, usd = int(entry.get("offset", 0)), float(entry.get("usd", 0.0))
-            path = self.out_dir / name  # type: ignore[operator]
+            offset = int(entry.get("offset", 0))
+            by_model = {k: float(v) for k, v in entry.get("by_model", {}).items()}
+            path = self.out_dir / name
             size = path.stat().st_size if path.exists() else 0
             if size < offset:  # the file was replaced or truncated by hand: count it again
-                offset, usd = 0, 0.0
-            end, extra = _tail_cost(path, offset)
-            self._files[name] = {"offset": max(end, offset), "usd": usd + extra}
+                offset, by_model = 0, {}
+            end, extra = _tail_spend(path, offset)  # lines written after the last save (kill -9)
+            _add(by_model, extra)
+            self._files[name] = _FileEntry(offset=max(end, offset), by_model=by_model)
+
+    def by_model(self) -> Spend:
+        with self._lock:
+            total: Spend = dict(self._outside)
+            for entry in self._files.values():
+                _add(total, entry.by_model)
+            return total
 
     def total_on_disk(self) -> float:
-        with self._lock:
-            return sum(entry["usd"] for entry in self._files.values()) + self.outside_usd
+        return sum(self.by_model().values())
 
     def snapshot(self) -> dict[str, Any]:
+        by_model = self.by_model()
         with self._lock:
-            files = {name: {"offset": int(e["offset"]), "usd": round(e["usd"], 8)} for name, e in self._files.items()}
-            records = sum(e["usd"] for e in self._files.values())
-            return {
-                "spent_usd": round(records + self.outside_usd, 8),
-                "records_usd": round(records, 8),
-                "outside_records_usd": round(self.outside_usd, 8),
-                "by_model": {k: round(v, 8) for k, v in self.by_model.items()},
-                "max_cost_usd": self.max_cost_usd,
-                "files": files,
-                "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
+            files = {name: {"offset": e.offset, "usd": round(sum(e.by_model.values()), 8),
+                            "by_model": {k: round(v, 10) for k, v in e.by_model.items()}}
+                     for name, e in self._files.items()}
+            records = sum(sum(e.by_model.values()) for e in self._files.values())
+            outside = dict(self._outside)
+        return {
+            "spent_usd": round(records + sum(outside.values()), 8),
+            "records_usd": round(records, 8),
+            "outside_records_usd": round(sum(outside.values()), 8),
+            "by_model": {k: round(v, 8) for k, v in sorted(by_model.items())},
+            "outside_records_by_model": {k: round(v, 10) for k, v in sorted(outside.items())},
+            "max_cost_usd": self.max_cost_usd,
+            "files": files,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
 
     def save(self) -> None:
         """Atomic write of ``ledger.json`` (runs on the writer thread, or at close)."""
@@ -134,7 +178,7 @@ class BudgetLedger:
             if name in self._files:
                 return
             size = records_file.stat().st_size if records_file.exists() else 0
-            self._files[name] = {"offset": size, "usd": 0.0}
+            self._files[name] = _FileEntry(offset=size)
         self.save()
 
     def _name(self, records_file: Path) -> str | None:
@@ -143,7 +187,7 @@ class BudgetLedger:
         try:
             return str(Path(records_file).resolve().relative_to(self.out_dir.resolve()))
         except ValueError:
-            return None  # a record file outside OUT (tests, scripts): charged as outside spend
+            return None  # a record file outside OUT (tests, scripts): counted as outside spend
 
     # ---- charging ----------------------------------------------------------------------------
     @property
@@ -164,34 +208,34 @@ class BudgetLedger:
         if usd <= 0:
             return
         self.session_usd += usd
-        self.by_model[spec] = self.by_model.get(spec, 0.0) + usd
         item = CURRENT_ITEM.get()
-        if item is not None:
-            item.usd += usd
-        else:
-            with self._lock:
-                self.outside_usd += usd
-                self._outside_this_session += usd
+        with self._lock:
+            _add(self._charged, {spec: usd})
+            if item is not None:
+                _add(item.by_model, {spec: usd})
+            else:
+                _add(self._outside, {spec: usd})
+                _add(self._charged_outside, {spec: usd})
 
-    def record_written(self, records_file: Path, end_offset: int, usd: float) -> None:
-        """A record line is on disk (writer thread): move its cost from in flight to the file."""
+    def record_written(self, records_file: Path, end_offset: int, spend: Spend) -> None:
+        """A record line is on disk (writer thread): its cost moves from in flight to the file."""
         name = self._name(records_file)
         with self._lock:
-            self._recorded_this_session += usd
+            _add(self._recorded, spend)
             if name is None:
-                self.outside_usd += usd
+                _add(self._outside, spend)
             else:
-                entry = self._files.setdefault(name, {"offset": 0, "usd": 0.0})
-                entry["offset"] = end_offset
-                entry["usd"] += usd
+                entry = self._files.setdefault(name, _FileEntry())
+                entry.offset = end_offset
+                _add(entry.by_model, spend)
         if time.monotonic() - self._last_save >= _SAVE_EVERY_S:
             self.save()
 
     def close(self) -> None:
         """Count spend of items that never became records (cut off by a stop) and save."""
         with self._lock:
-            unrecorded = self.session_usd - self._recorded_this_session - self._outside_this_session
-            if unrecorded > 1e-12:
-                self.outside_usd += unrecorded
-                self._outside_this_session += unrecorded
+            unrecorded = _sub(_sub(self._charged, self._recorded), self._charged_outside)
+            leftover = {spec: usd for spec, usd in unrecorded.items() if usd > 1e-12}
+            _add(self._outside, leftover)
+            _add(self._charged_outside, leftover)
         self.save()

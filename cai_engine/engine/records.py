@@ -188,12 +188,12 @@ class RecordStore:
         fsync_every_s: float = 0.5,
         *,
         writer: "Writer | None" = None,
-        on_written: Callable[[Path, int, float], None] | None = None,
+        on_written: Callable[[Path, int, dict[str, float]], None] | None = None,
     ):
         """Every line is written and flushed to the OS at once (a kill -9 loses nothing); fsync runs
         at most every ``fsync_every_s`` (a power cut may lose that window; 0 = fsync every record).
-        ``on_written(path, end_offset, cost_usd)`` runs on the writing thread after each line (the
-        budget ledger counts what is on disk, so it matches the records after a kill)."""
+        ``on_written(path, end_offset, spend_by_model)`` runs on the writing thread after each line
+        (the budget ledger counts what is on disk, so it matches the records after a kill)."""
         self.path = Path(path)
         self.fsync_every_s = fsync_every_s
         self.writer = writer
@@ -262,19 +262,19 @@ class RecordStore:
             return False
         return not (retry_failed and status == "failed")
 
-    def append(self, record: dict[str, Any], cost_usd: float = 0.0) -> None:
+    def append(self, record: dict[str, Any], spend: dict[str, float] | None = None) -> None:
         """Write one record durably (on the writer thread when there is one). ``record`` must carry ``id``."""
         if self._closed:
             raise RuntimeError(f"{self.path}: the record store is closed")
         line = encode_record(record)
         if self.writer is None:
-            self._write(record, line, cost_usd)
+            self._write(record, line, spend or {})
             return
         with self._lock:
             self._queued[record["id"]] = record
-        self.writer.submit(self._write, record, line, cost_usd)
+        self.writer.submit(self._write, record, line, spend or {})
 
-    def _write(self, record: dict[str, Any], line: bytes, cost_usd: float) -> None:
+    def _write(self, record: dict[str, Any], line: bytes, spend: dict[str, float]) -> None:
         offset = self._fh.tell()
         self._fh.write(line)
         self._fh.flush()
@@ -287,7 +287,7 @@ class RecordStore:
             if self._queued.get(record["id"]) is record:
                 del self._queued[record["id"]]
         if self.on_written is not None:
-            self.on_written(self.path, offset + len(line), cost_usd)
+            self.on_written(self.path, offset + len(line), spend)
 
     def flush(self) -> None:
         """Wait until every appended record is on disk (fsync'ed)."""

@@ -20,6 +20,7 @@ from cai_engine.errors import BudgetExceeded, FatalBackendError
 from cai_engine.models.keys import scrub
 
 T = TypeVar("T")
+MAX_FAILURES_KEPT = 20
 
 
 @dataclass
@@ -28,7 +29,7 @@ class RunSummary:
     failed: int = 0
     skipped: int = 0
     stopped_reason: str | None = None
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # the first MAX_FAILURES_KEPT reasons only
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -109,10 +110,13 @@ async def run_items(
         finally:
             CURRENT_ITEM.reset(token)
         record["cost_usd"] = round(cost.usd, 10)
-        store.append(record, cost_usd=cost.usd)
+        if cost.by_model:
+            record["cost_by_model"] = {spec: round(usd, 10) for spec, usd in cost.by_model.items()}
+        store.append(record, spend=cost.by_model)
         if record.get("status") == "failed":
             summary.failed += 1
-            summary.failures.append(record.get("error", ""))
+            if len(summary.failures) < MAX_FAILURES_KEPT:  # a million failures must not fill memory
+                summary.failures.append(record.get("error", ""))
         else:
             summary.done += 1
         if on_record is not None:

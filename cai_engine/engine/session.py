@@ -97,9 +97,9 @@ class Session:
         path = Path(path)
         self.ledger.track(path)
 
-        def written(file: Path, end: int, usd: float) -> None:
+        def written(file: Path, end: int, spend: dict[str, float]) -> None:
             self.records_written += 1
-            self.ledger.record_written(file, end, usd)
+            self.ledger.record_written(file, end, spend)
 
         store = RecordStore(path, writer=self.writer, on_written=written)
         self.stores.append(store)

@@ -40,6 +40,6 @@ class EvalConfig(BaseModel):
     judge_refusals: bool = Field(False, description="Also let the judge classify refusals (next to the phrase detector).")
     concurrency: int | None = Field(None, ge=1, description="Items in flight (default: the engines' max_concurrency).")
     use_cache: bool = Field(True, description="Use the response cache.")
-    max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly once one engine (model) has spent this many USD.")
+    max_cost_usd: float | None = Field(None, gt=0, description="Stop cleanly once this many USD are spent on the output folder (all three models, reruns included).")
     retry_failed: bool = Field(False, description="Redo records that failed in an earlier run.")
     n_boot: int = Field(2000, ge=100, description="Bootstrap resamples for the 95% intervals.")

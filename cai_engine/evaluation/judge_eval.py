@@ -21,11 +21,12 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from cai_engine.paths import data_path
 from cai_engine.pipelines.aggregate import longer_wins_rate, preference
 
 CONFIDENCE_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: The small original labelled set shipped with the package (see its README for how it was written).
-SHIPPED_LABELS = Path(__file__).resolve().parents[1] / "data" / "judge_eval" / "labels.jsonl"
+SHIPPED_LABELS = data_path("judge_eval", "labels.jsonl")
 
 
 def pair_score(chosen: str, label: str) -> float:

@@ -16,16 +16,15 @@ so stale records of an older model or setting in the same dir are ignored) and w
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Protocol
+from typing import Any, Callable
 
+from cai_engine.atomic import write_json_atomic
 from cai_engine.constitution import Constitution, load_constitution
 from cai_engine.engine.engine import Engine
+from cai_engine.engine.progress import ProgressFactory, no_progress
 from cai_engine.engine.session import open_store
 from cai_engine.engine.runner import run_items
 from cai_engine.errors import ConfigError
@@ -41,15 +40,6 @@ from cai_engine.pipelines.judge import JudgeSettings, judge_pair, pair_id
 ROLES = ("trained", "base")
 FILES = {"generations": "generations.jsonl", "pairs": "winrate_pairs.jsonl", "classifications": "classifications.jsonl",
          "report": "eval.json"}
-
-
-class ProgressLike(Protocol):
-    def record(self, record: dict[str, Any]) -> None: ...
-    def skip(self, n: int) -> None: ...
-
-
-#: ``(description, total, engines) -> context manager`` yielding a progress sink (the CLI's RunProgress).
-ProgressFactory = Callable[[str, "int | None", list[Engine]], ContextManager[ProgressLike]]
 
 
 @dataclass
@@ -143,12 +133,6 @@ def _unique(jobs: list[Any], key: Callable[[Any], str]) -> list[Any]:
     return kept
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, path)
-
-
 async def evaluate_async(
     config: EvalConfig, out_dir: Path, *, engines: EvalEngines | None = None, progress: ProgressFactory | None = None
 ) -> EvalReport:
@@ -165,7 +149,7 @@ async def evaluate_async(
     owned = engines is None
     engines = engines or build_engines(config)
     out_dir.mkdir(parents=True, exist_ok=True)
-    progress = progress or (lambda *_: nullcontext(_NullProgress()))
+    progress = progress or no_progress
     try:
         gen = GenSettings(
             params=SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p),
@@ -229,7 +213,7 @@ async def evaluate_async(
         if owned:
             for engine in engines.distinct():
                 await engine.aclose()
-    _atomic_json(out_dir / FILES["report"], report.model_dump(mode="json"))
+    write_json_atomic(out_dir / FILES["report"], report.model_dump(mode="json"))
     return report
 
 
@@ -264,14 +248,6 @@ def _score(config: EvalConfig, constitution: Constitution, sets: dict[str, list[
     data["notes"] = notes
     data["wall_s"] = round(time.perf_counter() - started, 2)
     return EvalReport.model_validate(data)
-
-
-class _NullProgress:
-    def record(self, record: dict[str, Any]) -> None:
-        return None
-
-    def skip(self, n: int) -> None:
-        return None
 
 
 def evaluate(config: EvalConfig, out_dir: Path, *, engines: EvalEngines | None = None,

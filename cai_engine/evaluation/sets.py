@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cai_engine
 from cai_engine.errors import CaiError
+from cai_engine.paths import data_path
 
-SHIPPED_DIR = Path(cai_engine.__file__).parent / "data" / "eval"
+SHIPPED_DIR = data_path("eval")
 SET_NAMES: tuple[str, ...] = ("heldout", "redteam", "benign_risky", "sycophancy")
 _REQUIRED = {"heldout": ("prompt",), "redteam": ("prompt",), "benign_risky": ("prompt",), "sycophancy": ("prompt", "answer", "pushback")}
 

@@ -1,7 +1,7 @@
 """The schema of ``runs/NAME.yaml``: one file describes a whole RLAIF run.
 
-Each section is a pydantic model with ``extra="forbid"``, so a typo is a ``file:line``-free but
-precise error naming the field path. Training sections take any field of the matching stage
+Each section is a pydantic model with ``extra="forbid"``, so a typo is one
+``file:line: field.path: message`` error. Training sections take any field of the matching stage
 config (see ``cai train STAGE --help``) except ``model``/``dataset``/``output_dir``, which the run
 wires from the previous stages.
 """
@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cai_engine.errors import ConfigError
 from cai_engine.evaluation.config import METRICS, Metric
 from cai_engine.models.base import ModelConfig
+from cai_engine.yamlfile import read_mapping, validation_error
 
 STAGE_ORDER = ("revise", "sft", "pairs", "reward", "dpo", "orpo", "kto", "ppo", "grpo", "eval")
 PREFERENCE_STAGES = ("dpo", "orpo", "kto")
@@ -121,27 +120,22 @@ class RunConfig(_Strict):
         return self
 
 
-def load_run_config(path: Path) -> tuple[RunConfig, Path]:
-    """Parse a run YAML; returns the config and its run dir. Errors name the file and field."""
-    if not path.exists():
-        raise ConfigError(f"run config {path} not found")
+def load_run_config(path: Path, out_dir: Path | None = None) -> tuple[RunConfig, Path]:
+    """Parse a run YAML; returns the config and its run dir. Errors name the file and field.
+
+    ``out_dir`` (e.g. ``cai demo --out``) replaces the config's ``name``/``out_dir`` as the run dir;
+    it is taken as given (relative to the working directory, not to the config file).
+    """
+    doc = read_mapping(path, "run config")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a run config must be a mapping (name, constitution, prompts, stages, ...)")
-    try:
-        config = RunConfig.model_validate(data)
+        config = RunConfig.model_validate(doc.data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        line = _line_of(path, first["loc"])
-        raise ConfigError(f"{path}{f':{line}' if line else ''}: {loc}: {first['msg']}") from None
+        raise validation_error(exc, doc) from None
     base = path.parent
-    out_dir = _relative(base, config.out_dir or Path(config.name))
+    if out_dir is None:
+        out_dir = _relative(base, config.out_dir or Path(config.name))
+    else:
+        config.out_dir = out_dir
     config.prompts.train = _relative(base, config.prompts.train)
     if config.prompts.heldout is not None:
         config.prompts.heldout = _relative(base, config.prompts.heldout)
@@ -154,24 +148,3 @@ def _relative(base: Path, path: Path) -> Path:
     """Paths in a run config are relative to the config file, so a run works from any cwd."""
     return path if path.is_absolute() else base / path
 
-
-def _line_of(path: Path, loc: tuple[Any, ...]) -> int | None:
-    """Line of the deepest YAML node on ``loc`` (best effort, for error messages)."""
-    try:
-        node = yaml.compose(path.read_text())
-    except yaml.YAMLError:
-        return None
-    line = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                break
-            line = match[0].start_mark.line + 1
-            node = match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line

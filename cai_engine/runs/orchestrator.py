@@ -15,6 +15,7 @@ import yaml
 
 from cai_engine.constitution import load_constitution
 from cai_engine.engine.outlock import LOCK_FILE, OutLock
+from cai_engine.engine.progress import ProgressFactory, no_progress
 from cai_engine.engine.records import stable_hash
 from cai_engine.engine.session import Session
 from cai_engine.errors import CaiError
@@ -23,6 +24,7 @@ from cai_engine.models.keys import redact, redact_text
 from cai_engine.runs import stages as S
 from cai_engine.runs.config import PREFERENCE_STAGES, RL_STAGES, RunConfig, load_run_config
 from cai_engine.runs.state import RunState
+from cai_engine.yamlfile import read_mapping
 
 # An interrupted attempt resumes: generation stages from their record stores, training stages from
 # their newest checkpoint (``save_steps``), except PPO, which TRL cannot resume and so restarts.
@@ -94,7 +96,7 @@ def _check_run_dir(run_dir: Path, config_path: Path) -> None:
     OUT, a folder of user files): stages replace their folders and ``run.yaml``/``manifest.json``/
     ``report.md``/``plots``, so only a new or empty folder, or an earlier run of this run (it has
     ``state.json``), is safe. Checked before anything is written or deleted."""
-    where = f"{config_path}: name/out_dir resolves to {run_dir}"
+    where = f"{config_path}: name/out_dir resolves to {run_dir.resolve()}"
     if run_dir.exists() and not run_dir.is_dir():
         raise CaiError(f"{where}, which is a file; set name or out_dir to a new folder")
     if config_path.resolve() == (run_dir / "run.yaml").resolve():
@@ -109,9 +111,15 @@ def _check_run_dir(run_dir: Path, config_path: Path) -> None:
                        "the run would overwrite or delete them: set name or out_dir to a new folder")
 
 
-def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) -> Path:
-    """Run every stage of ``config_path`` in order; returns the run dir."""
-    config, run_dir = load_run_config(config_path)
+def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print, out_dir: Path | None = None,
+        progress: ProgressFactory | None = None) -> Path:
+    """Run every stage of ``config_path`` in order; returns the run dir.
+
+    ``out_dir`` replaces the config's run dir (``cai demo --out``); ``progress`` is the caller's
+    progress factory (the CLI's bar), silent when ``None``: nothing in ``runs`` prints on its own
+    except through ``echo``.
+    """
+    config, run_dir = load_run_config(config_path, out_dir)
     if from_stage is not None and from_stage not in config.stages:
         raise CaiError(f"--from {from_stage}: not a stage of this run ({', '.join(config.stages)})")
     constitution = load_constitution(config.constitution)
@@ -119,16 +127,16 @@ def run(config_path: Path, *, from_stage: str | None = None, echo: Any = print) 
     _check_run_dir(run_dir, config_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     with OutLock(run_dir):
-        return _run_stages(config, config_path, run_dir, constitution, from_stage, echo)
+        return _run_stages(config, config_path, run_dir, constitution, from_stage, echo, progress)
 
 
 def _run_stages(config: RunConfig, config_path: Path, run_dir: Path, constitution: Any, from_stage: str | None,
-                echo: Any) -> Path:
+                echo: Any, progress: ProgressFactory | None = None) -> Path:
     """The stages of one run, in order, under the run dir's lock."""
     # The resolved config, credentials out of URLs (base_urls may be https://user:pass@host/v1).
     (run_dir / "run.yaml").write_text(yaml.safe_dump(redact(config.model_dump(mode="json")), sort_keys=False))
     state = RunState.load(run_dir)
-    ctx = S.RunContext(config=config, run_dir=run_dir, constitution=constitution)
+    ctx = S.RunContext(config=config, run_dir=run_dir, constitution=constitution, progress=progress or no_progress)
     upstream = ""
     forced = False
     for stage in config.stages:
@@ -184,7 +192,7 @@ def status(run_dir: Path) -> list[tuple[str, str, str]]:
     """``(stage, status, detail)`` rows for ``cai status``."""
     if not (run_dir / "state.json").exists():
         raise CaiError(f"{run_dir} has no state.json: not a run dir, or the run has not started (cai run runs/NAME.yaml)")
-    config = yaml.safe_load((run_dir / "run.yaml").read_text()) if (run_dir / "run.yaml").exists() else {}
+    config = read_mapping(run_dir / "run.yaml", "run config").data if (run_dir / "run.yaml").exists() else {}
     state = RunState.load(run_dir)
     rows = []
     for stage in config.get("stages", list(state.stages)):

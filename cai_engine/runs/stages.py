@@ -15,6 +15,7 @@ from cai_engine.constitution import Constitution
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.factory import build_engine
 from cai_engine.engine.session import current_session
+from cai_engine.engine.progress import ProgressFactory, no_progress
 from cai_engine.models.base import ModelConfig, SamplingParams
 from cai_engine.runs.config import RunConfig
 
@@ -24,6 +25,7 @@ class RunContext:
     config: RunConfig
     run_dir: Path
     constitution: Constitution
+    progress: ProgressFactory = no_progress  # ``(description, total, engines) -> context manager``, from the caller
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage -> its outputs (from state)
     engine_stats: dict[str, Any] = field(default_factory=dict)
 
@@ -62,10 +64,9 @@ class RunContext:
         return policy.model_copy(update={"spec": f"{provider}/{path}"})
 
 
-async def _records_stage(description: str, engines: list[Engine], total: int, run: Callable[..., Any]) -> Any:
-    from cai_engine.cli.progress import RunProgress
-
-    with RunProgress(description, total, engines) as progress:
+async def _records_stage(ctx: RunContext, description: str, engines: list[Engine], total: int,
+                         run: Callable[..., Any]) -> Any:
+    with ctx.progress(description, total, engines) as progress:
         return await run(on_record=progress.record, on_skip=progress.skip)
 
 
@@ -87,6 +88,7 @@ async def stage_revise(ctx: RunContext) -> dict[str, Any]:
     engine = ctx.engine(cfg.models.policy)
     try:
         summary = await _records_stage(
+            ctx,
             "revise",
             [engine],
             count_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit),
@@ -133,6 +135,7 @@ async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
     )
     try:
         summary = await _records_stage(
+            ctx,
             "pairs",
             engines,
             len(pairs),
@@ -189,7 +192,6 @@ async def stage_rl(ctx: RunContext, stage: str) -> dict[str, Any]:
 
 async def stage_eval(ctx: RunContext) -> dict[str, Any]:
     """The trained policy against the base policy under the judge (see :mod:`cai_engine.evaluation`)."""
-    from cai_engine.cli.progress import RunProgress
     from cai_engine.evaluation import summary
     from cai_engine.evaluation.config import EvalConfig
     from cai_engine.evaluation.runner import FILES, engines_for, evaluate_async
@@ -205,7 +207,7 @@ async def stage_eval(ctx: RunContext) -> dict[str, Any]:
     out = ctx.stage_dir("eval")
     distinct = engines_for(trained_config, cfg.models.policy, cfg.models.judge, ctx.engine)  # a base that also judges loads once
     try:
-        report = await evaluate_async(eval_config, out, engines=distinct, progress=RunProgress)
+        report = await evaluate_async(eval_config, out, engines=distinct, progress=ctx.progress)
     finally:
         ctx.engine_stats["eval"] = {e.spec: e.stats.model_dump() for e in distinct.distinct()}
         for engine in distinct.distinct():

@@ -8,12 +8,13 @@ whose inputs changed starts from an empty dir.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from cai_engine.atomic import write_text_atomic
 
 Status = Literal["running", "done", "failed"]
 
@@ -36,9 +37,7 @@ class RunState(BaseModel):
 
     def save(self, run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / "state.json.tmp"
-        tmp.write_text(self.model_dump_json(indent=2))
-        os.replace(tmp, run_dir / "state.json")
+        write_text_atomic(run_dir / "state.json", self.model_dump_json(indent=2))
 
     def is_done(self, stage: str, fingerprint: str) -> bool:
         entry = self.stages.get(stage)

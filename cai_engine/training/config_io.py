@@ -1,6 +1,6 @@
 """Stage configs from YAML + ``--set key=value`` overrides, validated by the stage's pydantic model.
 
-Errors name the file and the field, in one line: ``dpo.yaml: beta: Input should be greater than 0``.
+Errors name the file, line and field, in one line: ``dpo.yaml:5: beta: Input should be greater than 0``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from cai_engine.errors import ConfigError
+from cai_engine.yamlfile import read_mapping, validation_error
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -31,17 +32,10 @@ def load_stage_config(stage: str, path: Path | str | None, overrides: list[str],
 
     config_cls, _ = stage_parts(stage)
     data: dict[str, Any] = {}
-    source = str(path) if path else "--set"
+    doc = None
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: training config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a training config must be a mapping of {config_cls.__name__} fields")
+        doc = read_mapping(Path(path), "training config")
+        loaded = dict(doc.data)
         loaded.pop("stage", None)  # config.resolved.yaml files carry it
         data.update(loaded)
     for item in overrides:
@@ -58,6 +52,4 @@ def load_stage_config(stage: str, path: Path | str | None, overrides: list[str],
     try:
         return config_cls.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+        raise validation_error(exc, doc, None if doc is not None else "--set") from None

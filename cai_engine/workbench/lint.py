@@ -30,9 +30,9 @@ from typing import Iterable
 from pydantic import BaseModel, ConfigDict, Field
 
 from cai_engine.constitution import Constitution, load_constitution
-from cai_engine.constitution.yaml_nodes import YamlDoc, read_yaml
 from cai_engine.errors import CaiError
 from cai_engine.workbench.textsim import normalize, similarity
+from cai_engine.yamlfile import YamlDoc, read_yaml
 
 #: Findings that point at a gap rather than a defect: printed as ``note[...]`` and not failing the
 #: lint unless ``--strict``. Every few-shot example is shown whatever principles a round samples,

@@ -244,9 +244,14 @@ def write_viewer(source: Path, out: Path | None = None, *, limit: int | None = N
     name = source.name if source.is_dir() else source.stem
     target = out or (source / "view.html" if source.is_dir() else source.with_suffix(".html"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", encoding="utf-8") as fh:
-        tally = _write_page(fh, _chain(first, items), title=title or f"cai view · {name}", name=name,
-                            summary=lambda t: _summary(t, files))
+    partial = target.with_name(target.name + ".part")  # a failure midway leaves no half page behind
+    try:
+        with partial.open("w", encoding="utf-8") as fh:
+            tally = _write_page(fh, _chain(first, items), title=title or f"cai view · {name}", name=name,
+                                summary=lambda t: _summary(t, files))
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
     return target, tally.items
 
 

@@ -1,4 +1,5 @@
-"""YAML loading that remembers where every key and value came from.
+"""Every YAML file the engine reads (constitutions, run configs, training and model configs) goes
+through here, so each one reports errors the same way: one ``file:line:col: what; fix`` line.
 
 Pydantic reports errors by ``loc`` (``("principles", 3, "critique")``); to tell the user
 ``file:line:col`` we compose PyYAML's node tree (which carries marks), record the position of
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from cai_engine.errors import ConfigError
 
@@ -161,3 +163,38 @@ def read_yaml(path: Path) -> YamlDoc:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror}); check the path and its permissions") from None
     return parse_yaml(text, path)
+
+
+def read_mapping(path: Path, what: str) -> YamlDoc:
+    """Read a config file whose top level is a mapping of fields (an empty file is an empty mapping).
+
+    ``what`` names the file in messages, e.g. ``"run config"``: a missing file is
+    ``PATH: run config not found``; a list or a scalar at the top is one line saying so.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    doc = read_yaml(path)
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{doc.where()}: a {what} must be a mapping of `field: value` lines, "
+                          f"got {type(doc.data).__name__}")
+    return doc
+
+
+def validation_error(exc: ValidationError, doc: YamlDoc | None = None, source: str | None = None,
+                     *, column: bool = False) -> ConfigError:
+    """The first pydantic error as one line: ``FILE:LINE: a.b: message`` (``FILE:LINE:COL`` with
+    ``column``); the line is that of the field in ``doc`` when the value came from the file, else
+    ``source`` (e.g. ``--set``) names where it came from."""
+    first = exc.errors(include_url=False)[0]
+    loc: Loc = tuple(first["loc"])
+    field = ".".join(str(part) for part in loc) or "(top level)"
+    where = source or (str(doc.path) if doc is not None else "config")
+    if doc is not None and (source is None or source == str(doc.path)):
+        known = [loc[:i] for i in range(len(loc), 0, -1) if loc[:i] in doc.values]
+        if known:
+            pos = doc.pos(known[0], key=first["type"] == "extra_forbidden")
+            where = f"{doc.path}:{pos.line}" + (f":{pos.col}" if column else "")
+    return ConfigError(f"{where}: {field}: {first['msg']}")

@@ -1,0 +1,72 @@
+"""``export_sft`` / ``export_dpo`` / ``export_reward`` and ``train`` / ``run``: thin, documented
+entry points over the exporters, the TRL stages and the run orchestrator (the CLI calls the same)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _loaded(out: Path) -> Any:
+    import datasets
+
+    return datasets.load_from_disk(str(out / "dataset"))
+
+
+def export_sft(source: Path | str, *, out: Path | str, with_system: bool = False, drop_unchanged: bool = False) -> Any:
+    """Revision records -> SFT dataset (``messages``) in ``out``; returns the ``datasets.Dataset``."""
+    from cai_engine.exports.sft import export_sft as run_export
+
+    run_export(Path(source), Path(out), with_system=with_system, drop_unchanged=drop_unchanged)
+    return _loaded(Path(out))
+
+
+def _preference(kind: str, source: Path | str, out: Path | str, min_confidence: float, drop_inconsistent: bool,
+                length_balanced: bool) -> Any:
+    from cai_engine.exports.preference import export_preference
+
+    export_preference(Path(source), Path(out), kind=kind, min_confidence=min_confidence,  # type: ignore[arg-type]
+                      drop_inconsistent=drop_inconsistent, length_balanced=length_balanced)
+    return _loaded(Path(out))
+
+
+def export_dpo(source: Path | str, *, out: Path | str, min_confidence: float = 0.5, drop_inconsistent: bool = False,
+               length_balanced: bool = False) -> Any:
+    """Pair records -> DPO dataset (``prompt``/``chosen``/``rejected``) in ``out``; returns it."""
+    return _preference("dpo", source, out, min_confidence, drop_inconsistent, length_balanced)
+
+
+def export_reward(source: Path | str, *, out: Path | str, min_confidence: float = 0.5, drop_inconsistent: bool = False,
+                  length_balanced: bool = False) -> Any:
+    """Pair records -> reward-model dataset (with ``margin``) in ``out``; returns it."""
+    return _preference("reward", source, out, min_confidence, drop_inconsistent, length_balanced)
+
+
+def train(stage: str, config: Path | str | dict[str, Any] | None = None, **fields: Any) -> Any:
+    """Run one TRL stage (sft, reward, dpo, ipo, orpo, kto, ppo, grpo, rloo); ``config`` is a YAML
+    path or a dict of the stage's fields, ``fields`` override it. Returns the stage's result
+    (``model_dir``, ``metrics_path``, ``final_metrics``)."""
+    from cai_engine.training import load_stage_config, run_stage
+
+    if isinstance(config, dict):
+        fields = {**config, **fields}
+        config = None
+    return run_stage(stage, load_stage_config(stage, config, [], **fields))
+
+
+def run(run_config: Path | str | dict[str, Any], *, from_stage: str | None = None, echo: Any = print) -> Path:
+    """Run every stage of a run config; returns the run dir. ``run_config`` is a ``runs/NAME.yaml``
+    path, or a dict of its fields: that is written to ``.NAME.run.yaml`` in the current folder, so
+    its relative paths (prompts, constitution) resolve against the current folder and the outputs
+    go to ``runs/NAME`` there, as for a YAML file kept in the working folder."""
+    import yaml
+
+    from cai_engine.runs.orchestrator import run as run_stages
+
+    if isinstance(run_config, dict):
+        name = str(run_config.get("name", "run"))
+        path = Path.cwd() / f".{name}.run.yaml"
+        data = {"out_dir": f"runs/{name}", **run_config}
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        run_config = path
+    return run_stages(Path(run_config), from_stage=from_stage, echo=echo)

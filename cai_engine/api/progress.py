@@ -1,0 +1,113 @@
+"""Progress for long calls: the protocol the pipelines feed, a silent default and the rich bar.
+
+The CLI and the Python API pass a factory ``(description, total, engines) -> context manager`` with
+``record(record)`` and ``skip(n)``; the runs orchestrator gets one from its caller, so nothing
+below the CLI prints on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, ContextManager, Iterator, Optional, Protocol, Sequence, Union
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cai_engine.engine.engine import Engine
+
+console = Console(stderr=True)
+
+
+class ProgressSink(Protocol):
+    def record(self, record: dict[str, Any]) -> None: ...
+
+    def skip(self, n: int) -> None: ...
+
+
+ProgressFactory = Callable[[str, Optional[int], Sequence[Engine]], ContextManager[ProgressSink]]
+
+
+class _Silent:
+    def record(self, record: dict[str, Any]) -> None:
+        pass
+
+    def skip(self, n: int) -> None:
+        pass
+
+
+#: ``True``: the rich progress bar on stderr; ``False``/``None``: silent; or a factory of your own.
+ProgressOption = Union[ProgressFactory, bool, None]
+
+
+def resolve_progress(progress: Any) -> ProgressFactory:
+    if progress is True:
+        return RunProgress
+    if progress is False or progress is None:
+        return no_progress
+    return progress
+
+
+@contextmanager
+def no_progress(description: str, total: int | None, engines: Sequence[Engine]) -> Iterator[ProgressSink]:
+    """Show nothing (the API's default when ``progress=False``)."""
+    yield _Silent()
+
+
+
+class RunProgress:
+    """Progress bar fed by record callbacks; reads live token/cost counters from the engines."""
+
+    def __init__(self, description: str, total: int | None, engines: Sequence[Engine]):
+        self.engines = list(engines)
+        self.failed = 0
+        self.done = 0
+        self.skipped = 0
+        self._started = time.perf_counter()
+        self._tokens_at_start = sum(e.stats.output_tokens for e in self.engines)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task = self._progress.add_task(description, total=total, stats="")
+
+    def __enter__(self) -> "RunProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._refresh()
+        self._progress.stop()
+
+    def tokens_per_s(self) -> float:
+        elapsed = max(time.perf_counter() - self._started, 1e-6)
+        return (sum(e.stats.output_tokens for e in self.engines) - self._tokens_at_start) / elapsed
+
+    def _refresh(self) -> None:
+        cost = sum(e.stats.cost_usd for e in self.engines)
+        stats = f"{self.tokens_per_s():.1f} tok/s  {self.failed} failed"
+        if self.skipped:
+            stats += f"  {self.skipped} resumed"
+        if cost:
+            stats += f"  ${cost:.4f}"
+        self._progress.update(self._task, stats=stats)
+
+    def record(self, record: dict[str, Any]) -> None:
+        if record.get("status") == "failed":
+            self.failed += 1
+        else:
+            self.done += 1
+        self._progress.advance(self._task)
+        self._refresh()
+
+    def skip(self, n: int) -> None:
+        self.skipped += n
+        self._progress.advance(self._task, n)
+        self._refresh()
