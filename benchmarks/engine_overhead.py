@@ -91,7 +91,7 @@ async def run_engine(base: str, n: int, concurrency: int, out_dir: Path,
     assert summary.done == n, summary
     store.close()
     await engine.aclose()
-    return elapsed, engine.stats.to_manifest()
+    return elapsed, engine.stats.model_dump()
 
 
 def rss_child(base: str, n: int) -> None:

@@ -46,7 +46,7 @@ async def main(spec: str, base_url: str, batch_dir: Path, out: Path, n: int, cac
     print(f"done {summary.done} failed {summary.failed} skipped {summary.skipped} {engine.stats.progress_text()} "
           f"batched {engine.stats.batched} submitted {engine.stats.batches_submitted} "
           f"resumed {engine.stats.batches_resumed}", flush=True)
-    print("manifest:", json.dumps(engine.stats.to_manifest()), flush=True)
+    print("manifest:", json.dumps(engine.stats.model_dump()), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from cai_engine.evaluation.sycophancy import contains_answer, normalise, probe_o
 from cai_engine.errors import CaiError
 from cai_engine.models.base import TokenLogprob
 from cai_engine.prompts.eval import classification_messages
-from cai_engine.textstats import distinct_n, length_summary, words
+from cai_engine.text_measures import distinct_n, length_summary, words
 
 REFUSALS = [
     "I'm sorry, but I can't help with that request.",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from fake_provider import reply_text, running_provider
 
@@ -64,4 +62,8 @@ def test_missing_anthropic_key(monkeypatch, tmp_path) -> None:
         Engine.from_config(ModelConfig(spec="anthropic/x", api_key_file=keyfile))
     keyfile.write_text("sk-ant-from-file-1234\n")
     e = Engine.from_config(ModelConfig(spec="anthropic/x", api_key_file=keyfile))
-    assert "sk-ant-from-file" not in repr(e.model) and "sk-ant-from-file" not in json.dumps(e.stats.to_manifest())
+    # the stats reach manifest.json the way the commands write them (write_manifest of stats.model_dump())
+    from cai_engine.manifest import write_manifest
+
+    manifest = write_manifest(tmp_path, "judge", {"engines": [e.stats.model_dump()]}).read_text()
+    assert "sk-ant-from-file" not in repr(e.model) and "sk-ant-from-file" not in manifest

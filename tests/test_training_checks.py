@@ -198,7 +198,7 @@ async def test_judge_reward_goes_through_the_engine() -> None:
     from cai_engine.engine.engine import Engine
     from cai_engine.models.base import ModelConfig
     from cai_engine.models.mock import MockModel
-    from cai_engine.training.rewards import judge_reward_func, parse_score
+    from cai_engine.training.rl_rewards import judge_reward_func, parse_score
 
     assert parse_score("7") == 0.7 and parse_score("Score: 10/10") == 1.0 and parse_score("no idea") is None
 

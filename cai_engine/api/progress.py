@@ -65,6 +65,7 @@ class RunProgress:
         self.skipped = 0
         self._started = time.perf_counter()
         self._tokens_at_start = sum(e.stats.output_tokens for e in self.engines)
+        self._last_refresh = 0.0
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -90,13 +91,23 @@ class RunProgress:
         elapsed = max(time.perf_counter() - self._started, 1e-6)
         return (sum(e.stats.output_tokens for e in self.engines) - self._tokens_at_start) / elapsed
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = True) -> None:
+        """Recompute the stats text (at most every 0.25 s unless forced: a rerun of 1M finished
+        prompts calls :meth:`skip` a million times)."""
+        now = time.perf_counter()
+        if not force and now - self._last_refresh < 0.25:
+            return
+        self._last_refresh = now
         cost = sum(e.stats.cost_usd for e in self.engines)
         stats = f"{self.tokens_per_s():.1f} tok/s  {self.failed} failed"
         if self.skipped:
             stats += f"  {self.skipped} resumed"
         if cost:
             stats += f"  ${cost:.4f}"
+        ledgers = {id(e.ledger): e.ledger for e in self.engines}
+        earlier = sum(ledger.spent_before for ledger in ledgers.values())
+        if earlier:
+            stats += f" (+${earlier:.4f} earlier)"
         self._progress.update(self._task, stats=stats)
 
     def record(self, record: dict[str, Any]) -> None:
@@ -105,9 +116,9 @@ class RunProgress:
         else:
             self.done += 1
         self._progress.advance(self._task)
-        self._refresh()
+        self._refresh(force=False)
 
     def skip(self, n: int) -> None:
         self.skipped += n
         self._progress.advance(self._task, n)
-        self._refresh()
+        self._refresh(force=False)

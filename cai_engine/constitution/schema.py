@@ -144,14 +144,6 @@ class Constitution(_Strict):
         hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(self.principle_ids)}"
         raise ConfigError(f"constitution {self.name!r} has no principle {id!r}; {hint}")
 
-    def few_shot_for(self, principle_id: str | None = None) -> list[FewShotExample]:
-        """Few-shot examples for a principle: those naming it first, then the generic ones."""
-        if principle_id is None:
-            return list(self.few_shot)
-        own = [ex for ex in self.few_shot if ex.principle == principle_id]
-        generic = [ex for ex in self.few_shot if ex.principle is None]
-        return own + generic
-
     # -- sampling -------------------------------------------------------------------------
 
     def sample_principles(self, k: int, *, key: str, round: int = 0, seed: int | None = None) -> list[Principle]:  # noqa: A002

@@ -50,10 +50,3 @@ class ModelStats(BaseModel):
         cost = f"${self.cost_usd:.4f}" if self.price_known else "$?"
         return (f"req {self.requests} (cache {self.cached}) retry {self.retries} err {self.errors} "
                 f"tok {k(self.input_tokens)}/{k(self.output_tokens)} {cost}")
-
-    def to_manifest(self) -> dict[str, object]:
-        """Plain dict for ``manifest.json`` (no secrets: the stats never hold keys or URLs)."""
-        data = self.model_dump()
-        data["cost_usd"] = round(self.cost_usd, 6)
-        data["busy_s"] = round(self.busy_s, 3)
-        return data

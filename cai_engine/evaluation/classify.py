@@ -1,11 +1,8 @@
 """Yes/no classification by the judge model: soft from logprobs where available, else a strict parse.
 
-*Soft label*: the first of the first few generated positions whose token is "Yes" or "No" (any
-case, with leading space or punctuation), or failing that the first position where one of them is
-among the top alternatives. There the mass of every alternative that normalises to "yes" is summed,
-likewise "no", and ``P(yes) = m_yes / (m_yes + m_no)``. A label missing from the top-k gets the
-smallest listed probability (an upper bound of its true mass), the same rule the pairwise judge
-uses, so a label is never more extreme than the evidence.
+*Soft label*: ``P(yes) = m_yes / (m_yes + m_no)`` at the first "Yes"/"No" position (any case, with
+leading space or punctuation) of the first few tokens, by the same two-label rule as the pairwise
+judge (:mod:`cai_engine.pipelines.label_probability`).
 
 *Parsed label*: the reply must begin with "Yes" or "No" (optionally "Answer:", brackets or bold);
 anything else is unreadable, retried with another seed and temperature, then recorded as failed.
@@ -13,7 +10,6 @@ anything else is unreadable, retried with another seed and temperature, then rec
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,6 +17,7 @@ from typing import Any, Literal
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
 from cai_engine.models.base import ChatRequest, SamplingParams, TokenLogprob, Usage
+from cai_engine.pipelines.label_probability import label_probability, soft_label
 from cai_engine.prompts import eval as templates
 
 Method = Literal["logprobs", "parsed"]
@@ -49,35 +46,12 @@ def _label(token: str) -> str | None:
 
 def yes_probability(position: TokenLogprob) -> float | None:
     """P(yes) / (P(yes) + P(no)) at one position, from its top alternatives and the token itself."""
-    alternatives = dict(position.top)
-    alternatives.setdefault(position.token, position.logprob)
-    mass = {"yes": 0.0, "no": 0.0}
-    for token, logprob in alternatives.items():
-        label = _label(token)
-        if label is not None and math.isfinite(logprob):
-            mass[label] += math.exp(logprob)
-    if mass["yes"] == 0.0 and mass["no"] == 0.0:
-        return None
-    listed = [math.exp(lp) for lp in alternatives.values() if math.isfinite(lp)]
-    floor = min(min(listed), max(0.0, 1.0 - sum(listed))) if listed else 0.0
-    for label in mass:
-        if mass[label] == 0.0:
-            mass[label] = floor
-    return mass["yes"] / (mass["yes"] + mass["no"])
+    return label_probability(position, _label, "yes", "no")
 
 
 def soft_yes(logprobs: list[TokenLogprob] | None, scan: int = 6) -> float | None:
     """P(yes) at the first yes/no position among the first ``scan`` tokens, or None."""
-    if not logprobs:
-        return None
-    window = logprobs[:scan]
-    for position in window:
-        if _label(position.token) is not None:
-            return yes_probability(position)
-    for position in window:
-        if any(_label(token) is not None for token in position.top):
-            return yes_probability(position)
-    return None
+    return soft_label(logprobs, _label, "yes", "no", scan=scan)
 
 
 def parse_yes_no(text: str) -> bool | None:

@@ -28,7 +28,7 @@ from cai_engine.engine.progress import ProgressFactory, no_progress
 from cai_engine.engine.session import open_store
 from cai_engine.engine.runner import run_items
 from cai_engine.errors import ConfigError
-from cai_engine.evaluation import safety, sycophancy, text_stats, winrate
+from cai_engine.evaluation import length_diversity, safety, sycophancy, winrate
 from cai_engine.evaluation.config import EvalConfig
 from cai_engine.evaluation.generate import GenJob, GenSettings, base_record, generate_item, generation_id, model_fingerprint
 from cai_engine.evaluation.judging import ClassifyJob, classification_id, classify_base, classify_item, classify_settings
@@ -239,7 +239,7 @@ def _score(config: EvalConfig, constitution: Constitution, sets: dict[str, list[
     if "sycophancy" in config.metrics:
         data["sycophancy"] = {role: sycophancy.score_role(ok[role]["sycophancy"], **boot) for role in ROLES}
     if "text" in config.metrics:
-        data["text"] = {role: text_stats.score_role([r for recs in ok[role].values() for r in recs]) for role in ROLES}
+        data["text"] = {role: length_diversity.score_role([r for recs in ok[role].values() for r in recs]) for role in ROLES}
     notes = []
     if engines.trained is engines.base:
         notes.append("trained and base are the same model config: one set of answers serves both, so every pair is a tie")

@@ -59,6 +59,7 @@ class JudgeSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.constitution_hash = self.constitution.hash  # once: every pair id needs it
         low, high = self.cot_clamp
         if not 0.0 <= low <= 0.5 <= high <= 1.0:
             raise ValueError(f"cot_clamp {self.cot_clamp} must satisfy 0 <= low <= 0.5 <= high <= 1")
@@ -70,7 +71,7 @@ class JudgeSettings:
     def fingerprint(self, judge_spec: str) -> dict[str, Any]:
         return {
             "v": RECORD_VERSION,
-            "constitution": self.constitution.hash,
+            "constitution": self.constitution_hash,
             "judge": judge_spec,
             "k": self.principles_per_judgment,
             "cot": self.cot,

@@ -1,12 +1,8 @@
 """Reading a verdict out of one judge reply: soft from logprobs, else a strict parse.
 
-*Soft verdict* (direct mode): the first generated position, within the first few tokens, whose
-sampled token is an answer letter ("A", " A", "(A", "**B"...), or failing that the first position
-where a letter is among the top alternatives. At that position the probability
-mass of every top-logprob alternative that normalises to "A" is summed, likewise "B", and
-``P(first better) = P(A) / (P(A) + P(B))``. A letter absent from the top-k gets the smallest listed
-probability (an upper bound on its true mass), so a verdict is never more extreme than the
-evidence supports.
+*Soft verdict* (direct mode): ``P(first better) = P(A) / (P(A) + P(B))`` at the first answer-letter
+position ("A", " A", "(A", "**B"...) of the first few tokens, by the two-label rule of
+:mod:`cai_engine.pipelines.label_probability` (shared with the eval's yes/no classifier).
 
 *Parsed verdict*: only the judge's own reply is read, and strictly: in direct mode the reply must
 start with the letter (optionally "Answer:", "Response", brackets or bold); in chain-of-thought
@@ -16,12 +12,12 @@ unparseable and the caller retries, then records a failure with the raw text.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 from cai_engine.models.base import TokenLogprob
+from cai_engine.pipelines.label_probability import label_probability, soft_label
 
 Letter = Literal["A", "B"]
 Method = Literal["logprobs", "parsed", "cot"]
@@ -58,38 +54,12 @@ def _letter_of(token: str) -> Letter | None:
 
 def letter_probability(position: TokenLogprob) -> float | None:
     """P(A) / (P(A) + P(B)) at one token position, from its top alternatives (and the token itself)."""
-    alternatives = dict(position.top)
-    alternatives.setdefault(position.token, position.logprob)
-    mass = {"A": 0.0, "B": 0.0}
-    for token, logprob in alternatives.items():
-        letter = _letter_of(token)
-        if letter is not None and math.isfinite(logprob):
-            mass[letter] += math.exp(logprob)
-    if mass["A"] == 0.0 and mass["B"] == 0.0:
-        return None
-    # An unlisted letter has at most the smallest listed probability, and at most the mass left over.
-    listed = [math.exp(lp) for lp in alternatives.values() if math.isfinite(lp)]
-    floor = min(min(listed), max(0.0, 1.0 - sum(listed))) if listed else 0.0
-    for letter in mass:
-        if mass[letter] == 0.0:
-            mass[letter] = floor
-    return mass["A"] / (mass["A"] + mass["B"])
+    return label_probability(position, _letter_of, "A", "B")
 
 
 def soft_from_logprobs(logprobs: list[TokenLogprob] | None, scan: int = 8) -> float | None:
     """P(first better) from the first answer-letter position among the first ``scan`` tokens."""
-    if not logprobs:
-        return None
-    window = logprobs[:scan]
-    for position in window:
-        if _letter_of(position.token) is not None:
-            return letter_probability(position)
-    # No letter was sampled (a small model wandering off): the first position where the letters
-    # are among the likely alternatives still says how the judge leant between A and B.
-    for position in window:
-        if any(_letter_of(token) is not None for token in position.top):
-            return letter_probability(position)
-    return None
+    return soft_label(logprobs, _letter_of, "A", "B", scan=scan)
 
 
 def parse_direct(text: str) -> Letter | None:

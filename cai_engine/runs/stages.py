@@ -109,7 +109,9 @@ async def stage_revise(ctx: RunContext) -> dict[str, Any]:
 async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
     from cai_engine.exports.preference import export_preference
     from cai_engine.pipelines.candidates import CandidateGenerator, prompt_pairs, revision_pairs
+    from cai_engine.engine.records import count_latest
     from cai_engine.pipelines.judge import JudgeSettings, run_judge
+    from cai_engine.sources import count_prompts
 
     cfg, constitution = ctx.config, ctx.constitution
     out = ctx.stage_dir("pairs")
@@ -118,7 +120,8 @@ async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
     generator = None
     if cfg.pairs.source == "revisions":
         records = Path(ctx.outputs["revise"]["records"])
-        pairs = list(revision_pairs(records))
+        pairs: Any = revision_pairs(records)  # streamed: never a list of every pair
+        total = count_latest(records, "ok")
     else:
         policy = ctx.engine(ctx.policy_config(ctx.current_policy()))
         engines.append(policy)
@@ -126,7 +129,8 @@ async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
             "samples", policy, ctx.params(temperature=cfg.pairs.sample_temperature),
             system_prompt=None, seed=cfg.generation.seed,
         )
-        pairs = list(prompt_pairs("samples", cfg.prompts.train, generator.recipe(), cfg.prompts.column, cfg.prompts.limit))
+        pairs = prompt_pairs("samples", cfg.prompts.train, generator.recipe(), cfg.prompts.column, cfg.prompts.limit)
+        total = count_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit)
     settings = JudgeSettings(
         constitution=constitution,
         principles_per_judgment=cfg.pairs.principles_per_judgment or constitution.sampling.principles_per_judgment,
@@ -138,7 +142,7 @@ async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
             ctx,
             "pairs",
             engines,
-            len(pairs),
+            total,
             lambda **cb: run_judge(
                 pairs, engine=judge, settings=settings, out_path=out / "pairs.jsonl",
                 concurrency=cfg.generation.concurrency or cfg.models.judge.max_concurrency, generator=generator, **cb,

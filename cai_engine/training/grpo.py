@@ -18,8 +18,8 @@ from cai_engine.training.common import (
 )
 from cai_engine.training.data import load_prompts
 from cai_engine.training.monitors import RLMonitor
-from cai_engine.training.rewards import judge_reward_func, reward_model_func
 from cai_engine.training.rl import RewardShaper, RLStageConfig, resolve_reward_model, wrap_reward_func
+from cai_engine.training.rl_rewards import judge_reward_func, reward_model_func
 
 
 class JudgeRewardSettings(BaseModel):

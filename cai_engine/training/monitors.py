@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cai_engine.textstats import distinct_n  # one definition, shared with evaluation (re-exported here)
+from cai_engine.text_measures import distinct_n  # one definition, shared with evaluation (re-exported here)
 
 log = logging.getLogger("cai_engine.training")
 

@@ -1,7 +1,7 @@
 """``train reward``: a Bradley-Terry reward model on judged pairs, with a held-out accuracy that gates PPO/GRPO.
 
 The held-out accuracy (share of held-out pairs where r(chosen) > r(rejected)) is written to
-``OUT/reward_eval.json`` as ``eval_accuracy``; :func:`cai_engine.training.rewards.check_reward_gate`
+``OUT/reward_eval.json`` as ``eval_accuracy``; :func:`cai_engine.training.rl_rewards.check_reward_gate`
 reads it before any RL stage starts. The saved model is always a full sequence classifier (LoRA is
 merged) so the RL stages can load it directly.
 """

@@ -12,7 +12,7 @@ from pydantic import Field
 from cai_engine.errors import CaiError
 from cai_engine.training.common import StageConfig, resolve_model_path
 from cai_engine.training.monitors import MonitorSettings
-from cai_engine.training.rewards import check_reward_gate, check_reward_model, reward_model_dir
+from cai_engine.training.rl_rewards import check_reward_gate, check_reward_model, reward_model_dir
 
 
 class RLStageConfig(StageConfig):

@@ -34,10 +34,6 @@ def shingles(text: str, n: int = 4) -> frozenset[str]:
     return frozenset(norm[i : i + n] for i in range(len(norm) - n + 1))
 
 
-def word_set(text: str) -> frozenset[str]:
-    return frozenset(normalize(text).split())
-
-
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     if not a and not b:
         return 1.0

@@ -136,8 +136,3 @@ def judge_reward_func(engine: Any, *, principles: list[str], max_tokens: int = 8
 
     ai_judge.stats = stats  # type: ignore[attr-defined]
     return ai_judge
-
-
-def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run an async reward function from sync code (tests, PPO-style callers)."""
-    return asyncio.run(func(*args, **kwargs))

@@ -1,4 +1,4 @@
-"""Text statistics shared by training monitors and evaluation: distinct-n and answer lengths.
+"""Text measures shared by training monitors and evaluation: distinct-n, word counts, answer lengths.
 
 One definition of distinct-n for the whole engine (RL monitors compute it over token ids, the
 evaluation over words), so a mode-collapse warning during training and the diversity figure of an

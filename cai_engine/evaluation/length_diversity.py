@@ -1,6 +1,6 @@
 """Length (characters, words) and distinct-1/2 of a model's eval answers, per set and overall.
 
-Primitives live in :mod:`cai_engine.textstats` (shared with the RL monitors); distinct-n here is
+Primitives live in :mod:`cai_engine.text_measures` (shared with the RL monitors); distinct-n here is
 over lower-cased words and punctuation of all answers of a set pooled together, so a model that
 answers everything the same way scores low even if each answer is varied inside.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cai_engine.textstats import length_summary
+from cai_engine.text_measures import length_summary
 
 
 def score_role(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
