@@ -22,22 +22,24 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	# The whole RLAIF loop (revise -> sft -> pairs -> dpo -> eval) on the embedded model, on CPU.
-	$(BIN)/cai run runs/demo.yaml
-	@echo "Report: $(CURDIR)/runs/demo/report.md (plots in runs/demo/plots/)"
-	@echo "SFT dataset: $(CURDIR)/runs/demo/revise/sft/dataset  (datasets.load_from_disk)"
+	# The whole RLAIF loop (revise -> sft -> pairs -> dpo -> eval) on the embedded model, on CPU:
+	# the demo run shipped in the package (cai_engine/data/demo/), into runs/demo/.
+	$(BIN)/cai demo --out runs/demo
 
 demo-revise: install
 	# Only the first step: SFT revisions of the demo prompts under the general constitution.
-	$(BIN)/cai revise --constitution general --prompts examples/prompts/demo.jsonl --out out/demo \
+	$(BIN)/cai revise --constitution general --prompts cai_engine/data/demo/prompts.jsonl --out out/demo \
 		--rounds 1 --max-tokens 96 --few-shot 0
 	$(BIN)/cai export sft out/demo --out out/demo/sft
 	@echo "SFT dataset: $(CURDIR)/out/demo/sft/dataset  (datasets.load_from_disk)"
 
 test: install
+	# The layers contract first (pyproject.toml [tool.importlinter]): seconds, and it names the bad import.
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not gpu and not vllm" $(PYTEST_ARGS)
 
 test-fast: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not gpu and not vllm and not slow" $(PYTEST_ARGS)
 
 test-vllm:
@@ -50,4 +52,4 @@ bench: install
 	test -x .venv-vllm/bin/python && .venv-vllm/bin/python benchmarks/vllm_throughput.py || echo "vllm benchmark skipped: run make test-vllm first"
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache .import_linter_cache .grimp_cache

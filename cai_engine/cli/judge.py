@@ -44,6 +44,7 @@ def judge(
     batch: opt.BatchOpt = False,
     shard: opt.ShardOpt = None,
     grace: opt.GraceOpt = 30.0,
+    max_failure_rate: opt.MaxFailureRateOpt = 0.5,
 ) -> None:
     """Judge pairs of answers under a constitution, in both orders, into OUT/pairs.jsonl.
 
@@ -64,15 +65,10 @@ def judge(
         retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch, shard=shard, grace=grace,
         progress=RunProgress, with_dataset=False,
     )
-    _print_summary(result.summary, out)
+    from cai_engine.cli.summary import report_summary
 
-
-def _print_summary(summary: Any, out: Path) -> None:
-    from cai_engine.cli.progress import console
-
-    console.print(f"[green]done[/green] {summary.done} new, {summary.skipped} already done, {summary.failed} failed -> {out / 'pairs.jsonl'}")
-    if summary.failed:
-        console.print(f"[yellow]{summary.failed} failed[/yellow] (first: {summary.failures[0]}); rerun with --retry-failed to redo them")
+    report_summary(result.summary, out / "pairs.jsonl", max_failure_rate,
+                   next_step=f"cai export dpo {out} --out {out / 'dpo'}")
 
 
 def judge_eval(

@@ -30,3 +30,6 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for principle samplin
 ShardOpt = Annotated[
     Optional[str], typer.Option("--shard", help="Only shard i/N of the items (0-based, split by record id); join shards with `cai merge`.")
 ]
+MaxFailureRateOpt = Annotated[float, typer.Option(
+    "--max-failure-rate", min=0.0, max=1.0,
+    help="Exit non-zero when more than this share of this run's records failed, or all did (1 = never).")]

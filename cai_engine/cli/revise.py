@@ -32,6 +32,7 @@ def revise(
     batch: opt.BatchOpt = False,
     shard: opt.ShardOpt = None,
     grace: opt.GraceOpt = 30.0,
+    max_failure_rate: opt.MaxFailureRateOpt = 0.5,
 ) -> None:
     """Answer each prompt, critique the answer against sampled principles, and revise it.
 
@@ -40,10 +41,11 @@ def revise(
 
     Example:
 
-        cai revise -c general -p examples/prompts/demo.jsonl -o out/demo --limit 8 --rounds 1
+        cai revise -c general -p prompts.jsonl -o out/demo --limit 8 --rounds 1
     """
     from cai_engine.api.revise import revise as api_revise
-    from cai_engine.cli.progress import RunProgress, console
+    from cai_engine.cli.progress import RunProgress
+    from cai_engine.cli.summary import report_summary
 
     result = api_revise(
         prompts, constitution=constitution, model=model, model_config=model_config, out=out, rounds=rounds,
@@ -52,13 +54,8 @@ def revise(
         retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch, shard=shard, grace=grace,
         progress=RunProgress, with_dataset=False,
     )
-    summary, records_path = result.summary, out / "revisions.jsonl"
-    console.print(
-        f"[green]done[/green] {summary.done} new, {summary.skipped} already done, {summary.failed} failed "
-        f"-> {records_path}\nnext: cai export sft {out} --out {out / 'sft'}"
-    )
-    if summary.failed:
-        console.print(f"[yellow]{summary.failed} failed[/yellow] (first: {summary.failures[0]}); rerun with --retry-failed to redo them")
+    report_summary(result.summary, out / "revisions.jsonl", max_failure_rate,
+                   next_step=f"cai export sft {out} --out {out / 'sft'}")
 
 
 def register(app: typer.Typer) -> None:

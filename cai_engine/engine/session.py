@@ -56,6 +56,7 @@ class Session:
         if max_cost_usd is not None and max_cost_usd <= 0:
             raise ConfigError(f"--max-cost must be > 0 USD, got {max_cost_usd}")
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self._created_out = self.out_dir is not None and not self.out_dir.exists()
         self.use_cache = use_cache
         self.cache_path = cache_path
         self.options = options
@@ -129,6 +130,23 @@ class Session:
             self.writer.close()
             if self.lock is not None:
                 self.lock.release()
+            self._remove_if_unused()
+
+    def _remove_if_unused(self) -> None:
+        """A command that failed before doing anything (a bad model spec, a missing key) leaves no
+        output folder behind: remove the folder this session created if it holds only its own
+        bookkeeping files."""
+        if not self._created_out or self.out_dir is None or not self.out_dir.is_dir():
+            return
+        own = {".cai.lock", "ledger.json", "ledger.json.tmp"}
+        if self.records_written or any(p.name not in own for p in self.out_dir.iterdir()):
+            return
+        for p in self.out_dir.iterdir():
+            p.unlink(missing_ok=True)
+        try:
+            self.out_dir.rmdir()
+        except OSError:
+            pass
 
     async def __aenter__(self) -> "Session":
         self._token = CURRENT_SESSION.set(self)
