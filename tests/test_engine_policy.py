@@ -46,8 +46,10 @@ def test_scrub_and_secret_repr() -> None:
 
 
 def test_prices() -> None:
-    assert lookup("gpt-4o-mini-2024-07-18") == Prices(input_per_mtok=0.15, output_per_mtok=0.60)
-    assert lookup("gpt-4o-2024-08-06") == Prices(input_per_mtok=2.50, output_per_mtok=10.00)
+    assert lookup("gpt-4o-mini-2024-07-18") == Prices(input_per_mtok=0.15, output_per_mtok=0.60, cached_input_per_mtok=0.075)
+    assert lookup("gpt-4o-2024-08-06") == Prices(input_per_mtok=2.50, output_per_mtok=10.00, cached_input_per_mtok=1.25)
+    assert lookup("claude-sonnet-4-5") == Prices(input_per_mtok=3.0, output_per_mtok=15.0, cached_input_per_mtok=0.3,
+                                                 cache_write_per_mtok=3.75)
     assert lookup("no-such-model") is None
     assert prices_for(ModelConfig(spec="openai/some-new-model")) is None  # unknown hosted: cost unknown
     assert prices_for(ModelConfig(spec="openai/llama", base_urls=["http://h/v1"])) == Prices()  # self-hosted

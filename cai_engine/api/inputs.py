@@ -56,6 +56,14 @@ def count_prompt_items(prompts: Prompts, column: str | None = None, limit: int |
     return sum(1 for _ in iter_prompt_items(prompts, column, limit))
 
 
+def source_of(prompts: Prompts) -> str:
+    """The prompt source as the folder's settings record it: the path, or the kind of object (a
+    list that grows between calls is still the same source)."""
+    if isinstance(prompts, (str, Path)):
+        return str(prompts)
+    return "datasets.Dataset" if _is_dataset(prompts) else "python list"
+
+
 def describe(prompts: Prompts) -> str:
     """What the manifest says the prompts were."""
     if isinstance(prompts, (str, Path)):

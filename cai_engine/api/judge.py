@@ -16,6 +16,7 @@ from typing import Any, Callable
 from cai_engine.api.loop import run_async, run_sync
 from cai_engine.api.progress import ProgressOption, resolve_progress
 from cai_engine.api.result import Result, records_dataset
+from cai_engine.engine.outsettings import claim
 from cai_engine.engine.session import Session
 from cai_engine.errors import CaiError, ConfigError
 
@@ -106,7 +107,8 @@ async def judge_in_session(session: Session, pairs: Any, total: int | None, out:
                            *, what: str, policy: Any = None, model_b: Any = None, kind: str = "file",
                            gen_params: Any = None, concurrency: int | None = None, retry_failed: bool = False,
                            manifest: dict[str, Any], batch: bool = False, shard: str | None = None,
-                           progress: Callable[..., Any]) -> Result:
+                           progress: Callable[..., Any], settings_kind: str = "judge",
+                           new_settings: bool = False) -> Result:
     """Build engines, stream pairs through the judge with progress, write the manifest.
 
     ``pairs`` is an iterable of :class:`PairSpec`, or for generated sources a function of the
@@ -135,6 +137,10 @@ async def judge_in_session(session: Session, pairs: Any, total: int | None, out:
         generator = CandidateGenerator(kind, first, gen_params, model_b=second,
                                        system_prompt=settings.constitution.system_prompt, seed=settings.seed)
         pairs = pairs(generator.recipe())
+    recipe = generator.recipe() if generator is not None else None
+    session.stamp["settings_id"] = claim(out, settings_kind, {
+        **settings.fingerprint(engines[0].spec), "pairs_from": manifest.get("pairs_from") or manifest.get("labels"),
+        "candidates": recipe}, new_settings=new_settings)
     started = time.perf_counter()
     try:
         with progress(what, total, engines) as bar:
@@ -161,7 +167,8 @@ def _judge_call(pairs_from: str | list[dict[str, Any]], constitution: Any, out: 
                 model_b: str | None, principles_per_judgment: int | None, cot: bool, cot_clamp: Any,
                 no_logprobs: bool, column: str | None, limit: int | None, concurrency: int | None,
                 max_tokens: int | None, temperature: float, seed: int, retry_failed: bool, batch: bool,
-                shard: str | None, progress: ProgressOption) -> tuple[Callable[[Session], Any], Path]:
+                shard: str | None, progress: ProgressOption,
+                new_settings: bool = False) -> tuple[Callable[[Session], Any], Path]:
     from cai_engine.api.constitution import load_constitution
     from cai_engine.api.revise import _out_dir
     from cai_engine.engine.factory import load_model_config
@@ -181,7 +188,7 @@ def _judge_call(pairs_from: str | list[dict[str, Any]], constitution: Any, out: 
             session, plan.source, plan.total, out_dir, settings, judge_cfg, what=f"judge {loaded.name}",
             policy=plan.policy, model_b=plan.second, kind=plan.kind, gen_params=plan.gen_params,
             concurrency=concurrency, retry_failed=retry_failed, manifest=manifest, batch=batch, shard=shard,
-            progress=resolve_progress(progress))
+            progress=resolve_progress(progress), new_settings=new_settings)
 
     return body, out_dir
 
@@ -194,12 +201,14 @@ def judge(
     column: str | None = None, limit: int | None = None, concurrency: int | None = None,
     max_tokens: int | None = None, temperature: float = 1.0, seed: int = 0, retry_failed: bool = False,
     no_cache: bool = False, max_cost: float | None = None, batch: bool = False, shard: str | None = None,
-    grace: float = 30.0, progress: ProgressOption = True, with_dataset: bool = True,
+    grace: float = 30.0, new_settings: bool = False, progress: ProgressOption = True,
+    with_dataset: bool = True,
 ) -> Result:
     """Judge pairs of answers in both orders into ``OUT/pairs.jsonl`` (resumable); returns the pair records."""
     body, out_dir = _judge_call(pairs_from, constitution, out, judge_model, judge_config, policy_model, policy_config,
                                 model_b, principles_per_judgment, cot, cot_clamp, no_logprobs, column, limit,
-                                concurrency, max_tokens, temperature, seed, retry_failed, batch, shard, progress)
+                                concurrency, max_tokens, temperature, seed, retry_failed, batch, shard, progress,
+                                new_settings)
     result = run_sync("judge", body, out_dir=out_dir, max_cost_usd=max_cost, use_cache=not no_cache, grace_s=grace)
     if with_dataset:
         result.dataset = records_dataset(out_dir / RECORDS_FILE)
@@ -255,7 +264,8 @@ def judge_eval(
     manifest = {"labels": str(labels_path), "judge_model": judge_cfg.model_dump(mode="json", exclude={"api_key_file"})}
     run_sync("judge_eval", lambda s: judge_in_session(
         s, specs, len(specs), out_dir, settings, judge_cfg, what=f"judge-eval {loaded.name}", concurrency=concurrency,
-        retry_failed=retry_failed, manifest=manifest, progress=resolve_progress(progress)),
+        retry_failed=retry_failed, manifest=manifest, progress=resolve_progress(progress), settings_kind="judge-eval",
+        new_settings=True),
         out_dir=out_dir, max_cost_usd=max_cost, use_cache=not no_cache, grace_s=grace)
     wanted = {pair_id(s, settings, judge_cfg.spec) for s in specs}
     records = [r for r in iter_latest(out_dir / RECORDS_FILE) if r["id"] in wanted]

@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cai_engine.api.inputs import Prompts, count_prompt_items, describe, iter_prompt_items
+from cai_engine.api.inputs import Prompts, count_prompt_items, describe, iter_prompt_items, source_of
 from cai_engine.api.loop import run_async, run_sync
 from cai_engine.api.progress import ProgressOption, resolve_progress
 from cai_engine.api.result import Result, records_dataset
+from cai_engine.engine.outsettings import claim
 from cai_engine.engine.session import Session
 
 RECORDS_FILE = "revisions.jsonl"
@@ -56,7 +57,7 @@ def _prepare(prompts: Prompts, constitution: Any, model: str, model_config: Path
 
 async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded: Any, config: Any, settings: Any,
                        column: str | None, limit: int | None, concurrency: int | None, retry_failed: bool,
-                       batch: bool, shard: str | None, progress: Any) -> Result:
+                       batch: bool, shard: str | None, progress: Any, new_settings: bool = False) -> Result:
     from cai_engine.engine.runner import parse_shard
     from cai_engine.manifest import write_manifest
     from cai_engine.pipelines.revise import run_revise
@@ -64,6 +65,8 @@ async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded:
     shard_spec = parse_shard(shard)
     total = None if shard_spec else count_prompt_items(prompts, column, limit)
     engine = session.engine(config, batch_dir=out / "batches" if batch else None)
+    session.stamp["settings_id"] = claim(out, "revise", {**settings.fingerprint(engine.spec), "prompts": source_of(prompts)},
+                                         new_settings=new_settings)
     started = time.perf_counter()
     try:
         with progress(f"revise {loaded.name}", total, [engine]) as bar:
@@ -112,20 +115,20 @@ def revise(
     limit: int | None = None, concurrency: int | None = None, max_tokens: int | None = None,
     temperature: float | None = None, seed: int = 0, retry_failed: bool = False, no_cache: bool = False,
     max_cost: float | None = None, batch: bool = False, shard: str | None = None, grace: float = 30.0,
-    progress: ProgressOption = True, with_dataset: bool = True,
+    new_settings: bool = False, progress: ProgressOption = True, with_dataset: bool = True,
 ) -> Result:
     """Answer each prompt, critique the answer against sampled principles, and revise it.
 
     ``prompts``: a list (strings or ``messages`` lists or dict rows), a prompt file, or a
     ``datasets.Dataset``. ``out``: the output folder (``revisions.jsonl``, ``manifest.json``,
-    ``ledger.json``); rerunning into it resumes; without it a fresh folder under ``CAI_HOME`` is
-    used. Returns a :class:`~cai_engine.api.result.Result` (a Dataset of the records + figures).
+    ``ledger.json``, ``settings.json``); rerunning into it resumes; without it a fresh folder under
+    ``CAI_HOME`` is used. A rerun with other settings is refused unless ``new_settings=True``. Returns a :class:`~cai_engine.api.result.Result` (a Dataset of the records + figures).
     """
     body, session = _args(prompts, constitution, model, model_config, out, rounds, principles_per_round, few_shot,
                           max_tokens, temperature, seed, no_cache, max_cost, grace)
     result = run_sync("revise", lambda s: _revise_body(
         s, **body, column=column, limit=limit, concurrency=concurrency, retry_failed=retry_failed, batch=batch,
-        shard=shard, progress=resolve_progress(progress)), **session)
+        shard=shard, progress=resolve_progress(progress), new_settings=new_settings), **session)
     return _finish(result, with_dataset)
 
 
@@ -136,12 +139,12 @@ async def arevise(
     limit: int | None = None, concurrency: int | None = None, max_tokens: int | None = None,
     temperature: float | None = None, seed: int = 0, retry_failed: bool = False, no_cache: bool = False,
     max_cost: float | None = None, batch: bool = False, shard: str | None = None,
-    progress: ProgressOption = True, with_dataset: bool = True,
+    new_settings: bool = False, progress: ProgressOption = True, with_dataset: bool = True,
 ) -> Result:
     """:func:`revise` inside a running event loop (a notebook cell: ``await cai_engine.arevise(...)``)."""
     body, session = _args(prompts, constitution, model, model_config, out, rounds, principles_per_round, few_shot,
                           max_tokens, temperature, seed, no_cache, max_cost, 30.0)
     result = await run_async(lambda s: _revise_body(
         s, **body, column=column, limit=limit, concurrency=concurrency, retry_failed=retry_failed, batch=batch,
-        shard=shard, progress=resolve_progress(progress)), **session)
+        shard=shard, progress=resolve_progress(progress), new_settings=new_settings), **session)
     return _finish(result, with_dataset)

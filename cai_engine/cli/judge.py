@@ -45,6 +45,7 @@ def judge(
     shard: opt.ShardOpt = None,
     grace: opt.GraceOpt = 30.0,
     max_failure_rate: opt.MaxFailureRateOpt = 0.5,
+    new_settings: opt.NewSettingsOpt = False,
 ) -> None:
     """Judge pairs of answers under a constitution, in both orders, into OUT/pairs.jsonl.
 
@@ -63,7 +64,7 @@ def judge(
         principles_per_judgment=principles_per_judgment, cot=cot, cot_clamp=cot_clamp, no_logprobs=no_logprobs,
         column=column, limit=limit, concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, seed=seed,
         retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch, shard=shard, grace=grace,
-        progress=RunProgress, with_dataset=False,
+        new_settings=new_settings, progress=RunProgress, with_dataset=False,
     )
     from cai_engine.cli.summary import report_summary
 

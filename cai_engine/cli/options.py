@@ -33,3 +33,5 @@ ShardOpt = Annotated[
 MaxFailureRateOpt = Annotated[float, typer.Option(
     "--max-failure-rate", min=0.0, max=1.0,
     help="Exit non-zero when more than this share of this run's records failed, or all did (1 = never).")]
+NewSettingsOpt = Annotated[bool, typer.Option(
+    "--new-settings", help="Accept settings that differ from the ones --out was made with (kept apart; exports use the new).")]

@@ -33,6 +33,7 @@ def revise(
     shard: opt.ShardOpt = None,
     grace: opt.GraceOpt = 30.0,
     max_failure_rate: opt.MaxFailureRateOpt = 0.5,
+    new_settings: opt.NewSettingsOpt = False,
 ) -> None:
     """Answer each prompt, critique the answer against sampled principles, and revise it.
 
@@ -52,7 +53,7 @@ def revise(
         principles_per_round=principles_per_round, few_shot=few_shot, column=column, limit=limit,
         concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, seed=seed,
         retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch, shard=shard, grace=grace,
-        progress=RunProgress, with_dataset=False,
+        new_settings=new_settings, progress=RunProgress, with_dataset=False,
     )
     report_summary(result.summary, out / "revisions.jsonl", max_failure_rate,
                    next_step=f"cai export sft {out} --out {out / 'sft'}")

@@ -189,15 +189,18 @@ class RecordStore:
         *,
         writer: "Writer | None" = None,
         on_written: Callable[[Path, int, dict[str, float]], None] | None = None,
+        stamp: dict[str, Any] | None = None,
     ):
         """Every line is written and flushed to the OS at once (a kill -9 loses nothing); fsync runs
         at most every ``fsync_every_s`` (a power cut may lose that window; 0 = fsync every record).
         ``on_written(path, end_offset, spend_by_model)`` runs on the writing thread after each line
-        (the budget ledger counts what is on disk, so it matches the records after a kill)."""
+        (the budget ledger counts what is on disk, so it matches the records after a kill).
+        ``stamp``: fields added to every record (the ``settings_id`` of the folder's settings)."""
         self.path = Path(path)
         self.fsync_every_s = fsync_every_s
         self.writer = writer
         self.on_written = on_written
+        self.stamp = stamp or {}
         self._last_sync = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair_torn_tail()
@@ -266,6 +269,8 @@ class RecordStore:
         """Write one record durably (on the writer thread when there is one). ``record`` must carry ``id``."""
         if self._closed:
             raise RuntimeError(f"{self.path}: the record store is closed")
+        if self.stamp:
+            record = {**record, **self.stamp}
         line = encode_record(record)
         if self.writer is None:
             self._write(record, line, spend or {})

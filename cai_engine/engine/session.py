@@ -67,6 +67,7 @@ class Session:
         self.engines: list[Engine] = []
         self.stores: list[RecordStore] = []
         self.records_written = 0
+        self.stamp: dict[str, Any] = {}  # fields every record of this command carries (settings_id)
         self._cache: ResponseCache | None = None
         self._closed = False
 
@@ -102,7 +103,7 @@ class Session:
             self.records_written += 1
             self.ledger.record_written(file, end, spend)
 
-        store = RecordStore(path, writer=self.writer, on_written=written)
+        store = RecordStore(path, writer=self.writer, on_written=written, stamp=self.stamp)
         self.stores.append(store)
         return store
 

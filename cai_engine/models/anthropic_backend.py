@@ -4,11 +4,18 @@ The request maps onto the Messages API as :mod:`.anthropic_wire` describes (shar
 Message Batches adapter, :mod:`.anthropic_batch`); ``n > 1`` is ``n`` requests (the API returns
 one message). The API has no seed or logprobs: a seed is ignored (documented), logprobs come back
 as ``None`` so the judge falls back to parsed verdicts.
+
+Every reply is read raw: its ``anthropic-ratelimit-*`` headers (requests, input and output tokens)
+go to the engine's limiter, its JSON body is parsed into our response. Prefix reuse: the request
+gets ``cache_control`` breakpoints on its stable prefix (the end of the conversation so far and the
+learned shared boundaries, never the final turn; :mod:`.prompt_cache`) where the estimated prefix
+reaches the model's minimum cacheable length; ``prompt_cache: false`` turns them off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -16,6 +23,8 @@ from cai_engine.models.anthropic_batch import AnthropicBatch
 from cai_engine.models.anthropic_wire import STOP_REASONS, parse_message, request_body
 from cai_engine.models.base import ChatRequest, ChatResponse, Choice, ModelConfig, Usage
 from cai_engine.models.hosted import HostedBackend, classify_sdk_error
+from cai_engine.models.prompt_cache import anthropic_min_tokens
+from cai_engine.models.ratelimits import QuotaReading, anthropic_quota
 from cai_engine.models.retryable import RetryDecision
 
 __all__ = ["DEFAULT_ENV", "STOP_REASONS", "AnthropicBackend", "classify", "create", "parse_message", "request_body"]
@@ -39,7 +48,24 @@ class AnthropicBackend(HostedBackend):
     def make_client(self, api_key: str, base_url: str | None) -> Any:
         import anthropic
 
-        return anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=self.config.timeout_s)
+        extra: dict[str, Any] = {}
+        size = self.pool_size()
+        if size is not None:
+            import httpx2
+
+            extra["http_client"] = anthropic.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(max_connections=max(1000, 4 * size), max_keepalive_connections=size),
+                timeout=self.config.timeout_s)
+        return anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0,
+                                        timeout=self.config.timeout_s, **extra)
+
+    @staticmethod
+    def read_quota(headers: Any) -> QuotaReading | None:
+        return anthropic_quota(headers)
+
+    def __init__(self, name: str, config: ModelConfig):
+        super().__init__(name, config)
+        self._min_tokens = anthropic_min_tokens(name)
 
     def __repr__(self) -> str:
         return f"AnthropicBackend({self.spec!r})"
@@ -49,12 +75,19 @@ class AnthropicBackend(HostedBackend):
 
     async def _one(self, body: dict[str, Any]) -> tuple[Choice, Usage]:
         async def send(client: Any) -> tuple[Choice, Usage]:
-            return parse_message(await client.messages.create(**body))
+            raw = await client.messages.with_raw_response.create(**body)
+            self.observe(raw.headers)
+            return parse_message(json.loads(raw.content))
 
         return await self.call(send)
 
     async def generate(self, request: ChatRequest) -> ChatResponse:
-        wire = request_body(self.name, request)
+        breakpoints: list[int] = []
+        if self.planner is not None and request.messages:
+            hashes = self.planner.prefix_hashes(request.messages)
+            self.planner.conversation_key(request.messages, hashes)  # learns conversations and shared prefixes
+            breakpoints = self.planner.breakpoints(request.messages, self._min_tokens, hashes)
+        wire = request_body(self.name, request, breakpoints)
         # Recent SDKs dropped temperature/top_p from create()'s signature; the wire API still takes them.
         body = {k: v for k, v in wire.items() if k in _SDK_ARGS}
         extra = {k: v for k, v in wire.items() if k not in _SDK_ARGS}

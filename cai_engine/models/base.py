@@ -65,13 +65,25 @@ class Choice(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens of one response (or a sum of them).
+
+    ``input_tokens`` is every prompt token, cached or not (OpenAI's ``prompt_tokens``; Anthropic's
+    ``input_tokens + cache_creation_input_tokens + cache_read_input_tokens``). Of those,
+    ``cached_input_tokens`` were read from the provider's prompt cache (billed at the cached price)
+    and ``cache_write_input_tokens`` were written to it (Anthropic bills writes above the input price).
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
     def __add__(self, other: "Usage") -> "Usage":
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            cache_write_input_tokens=self.cache_write_input_tokens + other.cache_write_input_tokens,
         )
 
 
@@ -89,12 +101,24 @@ class ChatResponse(BaseModel):
 
 
 class Prices(BaseModel):
-    """USD per million tokens."""
+    """USD per million tokens. The cache prices default to the input price (no discount assumed)."""
 
     model_config = ConfigDict(extra="forbid")
 
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
+    cached_input_per_mtok: float | None = Field(
+        None, ge=0, description="Input tokens read from the provider's prompt cache (None: the input price).")
+    cache_write_per_mtok: float | None = Field(
+        None, ge=0, description="Input tokens written to the prompt cache (Anthropic; None: the input price).")
+
+    def cost(self, usage: "Usage") -> float:
+        """USD for ``usage``: uncached input, cache reads, cache writes and output at their prices."""
+        cached = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        write = self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
+        plain = max(0, usage.input_tokens - usage.cached_input_tokens - usage.cache_write_input_tokens)
+        return (plain * self.input_per_mtok + usage.cached_input_tokens * cached
+                + usage.cache_write_input_tokens * write + usage.output_tokens * self.output_per_mtok) / 1e6
 
 
 class ModelConfig(BaseModel):
@@ -109,13 +133,20 @@ class ModelConfig(BaseModel):
     base_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible endpoints; several are load-balanced.")
     api_key_env: str | None = Field(None, description="Environment variable holding the API key (never the key itself).")
     api_key_file: Path | None = Field(None, description="File holding the API key, as an alternative to api_key_env.")
-    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once for this model.")
-    rpm: int | None = Field(None, ge=1, description="Requests per minute limit.")
-    tpm: int | None = Field(None, ge=1, description="Tokens per minute limit (prompt estimate + max_tokens).")
+    max_concurrency: int = Field(
+        8, ge=1, description="Requests in flight at once. Hosted models (openai/, anthropic/) left unset adapt: "
+        "they follow the provider's rate-limit headers up to the account's quota; set, it is a hard cap "
+        "(--concurrency above it raises it). Local backends use it as given.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute limit (unset: hosted models follow the provider's headers).")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute limit (prompt estimate + max_tokens; unset: from the headers).")
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(6, ge=0, description="Retries of retryable failures (429, 5xx, timeouts, connection errors).")
     defaults: SamplingParams = Field(default_factory=SamplingParams, description="Default sampling parameters.")
     prices: Prices | None = Field(None, description="Override the price table for cost accounting.")
+    prompt_cache: bool | None = Field(
+        None, description="Prefix reuse: cache_control breakpoints on the stable prefix (anthropic/), a "
+        "prompt_cache_key per conversation (openai/). Unset: on, except openai/ with base_urls (compatible "
+        "servers cache prefixes themselves); false: off; true: on everywhere.")
     max_batch_size: int = Field(16, ge=1, description="Local backends: most requests generated in one batch.")
     batch_wait_ms: float = Field(5.0, ge=0, description="Local backends: how long to gather concurrent requests into a batch.")
     device: str | None = Field(None, description="Local backends: torch device (default: cuda if available, else cpu).")

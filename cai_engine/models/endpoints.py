@@ -3,7 +3,9 @@
 Load balancing is by outstanding requests (not round robin), so a slow replica gets less work.
 A circuit breaker per endpoint opens after ``failures_to_open`` consecutive transport/5xx
 failures and keeps the endpoint out for ``cooldown_s``; then one request probes it (half open)
-and a success closes it again. If every endpoint is open, the one that opened first is used, so
+and a success closes it again; a trial that ends with no outcome (cancelled, e.g. by the engine's
+guard timeout or a stop) counts as a failure, so the endpoint rests again and is tried later instead
+of staying "probing" for good. If every endpoint is open, the one that opened first is used, so
 the pool never deadlocks; the engine's retries and the breaker together route around the fault.
 """
 
@@ -54,13 +56,17 @@ class EndpointPool(Generic[C]):
     def use(self) -> Iterator[Endpoint[C]]:
         """Hold an endpoint for one request; the caller reports the outcome via :meth:`record`."""
         ep = self.pick()
-        if ep.consecutive_failures >= self.failures_to_open:
+        trial = ep.consecutive_failures >= self.failures_to_open
+        if trial:
             ep.probing = True  # half open: this request decides
         ep.outstanding += 1
         try:
             yield ep
         finally:
             ep.outstanding -= 1
+            if trial and ep.probing:
+                # The trial ended without record(): cancelled mid-request. It did not answer in time.
+                self.record(ep, ok=False)
 
     def record(self, ep: Endpoint[C], ok: bool) -> None:
         """Outcome of one request on ``ep``. Only endpoint faults (transport, 5xx) count as failures."""

@@ -1,6 +1,7 @@
 """What the hosted backends (``openai/``, ``anthropic/``) share: key resolution, the endpoint pool
-with its circuit breaker, the SDK error mapping, reading SDK objects or plain dicts, usage, and
-the fingerprint (model + endpoint hosts).
+with its circuit breaker, the SDK error mapping, reading SDK objects or plain dicts, usage, the
+fingerprint (model + endpoint hosts), the rate-limit headers of every reply (handed to whoever
+:meth:`HostedBackend.watch_quota`\ es: the engine's limiter) and the prompt-cache planner.
 
 A provider module subclasses :class:`HostedBackend` with its SDK client and its ``classify``;
 its wire format (request bodies, response parsing) lives in its ``*_wire`` module, which the
@@ -17,9 +18,15 @@ from cai_engine.models.base import BaseChatModel, ModelConfig, Usage
 from cai_engine.models.endpoints import Endpoint, EndpointPool
 from cai_engine.models.fingerprint import endpoint_fingerprint
 from cai_engine.models.keys import resolve_key
+from cai_engine.models.prompt_cache import PrefixPlanner
+from cai_engine.models.ratelimits import ADAPTIVE_CEILING, QuotaReading
 from cai_engine.models.retryable import RetryDecision, classify_status, classify_transport
 
 T = TypeVar("T")
+QuotaListener = Callable[[QuotaReading], None]
+#: Above this many requests in flight the SDK's default pool (100 keep-alive connections) would
+#: close and reopen connections on every request; the client gets a pool as large as the cap.
+SDK_KEEPALIVE = 100
 
 #: Failures that say something about the endpoint (not about the quota or the request).
 ENDPOINT_FAULTS = frozenset({"server", "timeout", "connection", "malformed"})
@@ -37,8 +44,10 @@ def token_count(usage: Any, *fields: str) -> int:
     return sum(int(get_field(usage, f) or 0) for f in fields)
 
 
-def usage_from(usage: Any, input_fields: tuple[str, ...], output_fields: tuple[str, ...]) -> Usage:
-    return Usage(input_tokens=token_count(usage, *input_fields), output_tokens=token_count(usage, *output_fields))
+def usage_from(usage: Any, input_fields: tuple[str, ...], output_fields: tuple[str, ...], *,
+               cached: int = 0, written: int = 0) -> Usage:
+    return Usage(input_tokens=token_count(usage, *input_fields), output_tokens=token_count(usage, *output_fields),
+                 cached_input_tokens=cached, cache_write_input_tokens=written)
 
 
 def classify_sdk_error(sdk: ModuleType, exc: BaseException) -> RetryDecision:
@@ -64,11 +73,18 @@ class HostedBackend(BaseChatModel):
     default_url: ClassVar[str]
     #: Self-hosted servers need no key: allowed when ``base_urls`` are given and no key is configured.
     keyless_with_base_urls: ClassVar[bool] = False
+    #: Prompt caching is on by default for self-hosted ``base_urls`` too (``ModelConfig.prompt_cache``).
+    prompt_cache_with_base_urls: ClassVar[bool] = True
 
     def __init__(self, name: str, config: ModelConfig):
         self.spec = f"{self.provider}/{name}"
         self.name = name
         self.config = config
+        self._quota_listeners: list[QuotaListener] = []
+        enabled = config.prompt_cache
+        if enabled is None:
+            enabled = self.prompt_cache_with_base_urls or not config.base_urls
+        self.planner: PrefixPlanner | None = PrefixPlanner() if enabled else None
         key = resolve_key(config, self.default_env,
                           allow_missing=self.keyless_with_base_urls and bool(config.base_urls))
         urls: list[str | None] = list(config.base_urls) or [None]
@@ -84,6 +100,31 @@ class HostedBackend(BaseChatModel):
     @abstractmethod
     def classify(self, exc: BaseException) -> RetryDecision:
         """Map this SDK's exception onto the engine's retry classes."""
+
+    @staticmethod
+    @abstractmethod
+    def read_quota(headers: Any) -> QuotaReading | None:
+        """This provider's rate-limit headers as a reading (None when there are none)."""
+
+    def pool_size(self) -> int | None:
+        """Connections the SDK client should keep: None for the SDK's default (up to 100 in flight)."""
+        explicit = "max_concurrency" in self.config.model_fields_set
+        if explicit and self.config.max_concurrency <= SDK_KEEPALIVE:
+            return None
+        return max(self.config.max_concurrency, 0 if explicit else ADAPTIVE_CEILING)
+
+    def watch_quota(self, listener: QuotaListener) -> None:
+        """Call ``listener`` with the quota of every reply that carries rate-limit headers."""
+        self._quota_listeners.append(listener)
+
+    def observe(self, headers: Any) -> None:
+        """Read one reply's rate-limit headers (cheap when there are none)."""
+        if not self._quota_listeners or headers is None:
+            return
+        reading = self.read_quota(headers)
+        if reading is not None:
+            for listener in self._quota_listeners:
+                listener(reading)
 
     @staticmethod
     def _served_url(ep: Endpoint[Any]) -> str:
@@ -106,6 +147,9 @@ class HostedBackend(BaseChatModel):
             try:
                 result = await send(ep.client)
             except Exception as exc:
+                response = getattr(exc, "response", None)
+                if response is not None:
+                    self.observe(getattr(response, "headers", None))
                 self.pool.record(ep, ok=self.classify(exc).kind not in ENDPOINT_FAULTS)
                 raise
             self.pool.record(ep, ok=True)

@@ -5,10 +5,17 @@ load-balanced by outstanding requests with a circuit breaker per endpoint (:mod:
 The SDK's own retries are off (``max_retries=0``): the engine's single policy retries, using
 :meth:`OpenAIBackend.retry_classifier`, so nothing retries twice and malformed bodies are retried
 too. The wire format is in :mod:`.openai_wire`, shared with the Batch API adapter (:mod:`.openai_batch`).
+
+Every reply is read raw (``with_raw_response``): its ``x-ratelimit-*`` headers go to the engine's
+limiter and its JSON body is parsed straight into our response, which is also cheaper than the
+SDK's typed model. Prefix reuse: OpenAI caches prompts of 1,024+ tokens by itself and routes by
+``prompt_cache_key``; the backend sends one key per conversation (:mod:`.prompt_cache`), only to
+OpenAI's own API unless ``prompt_cache: true`` (compatible servers cache prefixes themselves).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -17,6 +24,7 @@ from cai_engine.models.fingerprint import endpoint_host
 from cai_engine.models.hosted import ENDPOINT_FAULTS, HostedBackend, classify_sdk_error
 from cai_engine.models.openai_batch import OpenAIBatch
 from cai_engine.models.openai_wire import parse_completion, request_body
+from cai_engine.models.ratelimits import QuotaReading, openai_quota
 from cai_engine.models.retryable import RetryDecision
 
 __all__ = ["DEFAULT_ENV", "ENDPOINT_FAULTS", "OpenAIBackend", "classify", "create", "parse_completion", "request_body"]
@@ -38,11 +46,25 @@ class OpenAIBackend(HostedBackend):
     default_env = DEFAULT_ENV
     default_url = "https://api.openai.com/v1"
     keyless_with_base_urls = True
+    prompt_cache_with_base_urls = False
 
     def make_client(self, api_key: str, base_url: str | None) -> Any:
         import openai
 
-        return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=self.config.timeout_s)
+        extra: dict[str, Any] = {}
+        size = self.pool_size()
+        if size is not None:
+            import httpx2
+
+            extra["http_client"] = openai.DefaultAsyncHttpxClient(
+                limits=httpx2.Limits(max_connections=max(1000, 4 * size), max_keepalive_connections=size),
+                timeout=self.config.timeout_s)
+        return openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=self.config.timeout_s,
+                                  **extra)
+
+    @staticmethod
+    def read_quota(headers: Any) -> QuotaReading | None:
+        return openai_quota(headers)
 
     def __repr__(self) -> str:
         # Hosts only: a base_url may carry credentials (https://user:pass@host).
@@ -52,12 +74,15 @@ class OpenAIBackend(HostedBackend):
         return classify(exc)
 
     async def generate(self, request: ChatRequest) -> ChatResponse:
-        body = request_body(self.name, request)
+        key = self.planner.conversation_key(request.messages) if self.planner is not None and request.messages else None
+        body = request_body(self.name, request, cache_key=key)
 
         async def send(client: Any) -> ChatResponse:
             started = time.perf_counter()
-            completion = await client.chat.completions.create(**body)
-            return parse_completion(completion, self.spec, time.perf_counter() - started)
+            raw = await client.chat.completions.with_raw_response.create(**body)
+            self.observe(raw.headers)
+            data = json.loads(raw.content)
+            return parse_completion(data, self.spec, time.perf_counter() - started)
 
         return await self.call(send)
 

@@ -1,7 +1,9 @@
 """The OpenAI chat-completions wire format, shared by the backend and the Batch API adapter.
 
 :func:`request_body` is both the ``create()`` arguments and the ``body`` of one Batch API input
-line; :func:`parse_completion` reads an SDK ``ChatCompletion`` or the plain dict of a batch output line.
+line; :func:`parse_completion` reads an SDK ``ChatCompletion`` or the plain dict of a reply or of a
+batch output line. ``usage.prompt_tokens_details.cached_tokens`` (part of ``prompt_tokens``) becomes
+``Usage.cached_input_tokens``; ``cache_key`` is sent as ``prompt_cache_key``.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from cai_engine.models.base import ChatRequest, ChatResponse, Choice, TokenLogprob
-from cai_engine.models.hosted import get_field, usage_from
+from cai_engine.models.hosted import get_field, token_count, usage_from
 from cai_engine.models.retryable import MalformedResponse
 
 # Reasoning models take max_completion_tokens; compatible servers and older models take max_tokens.
 _COMPLETION_TOKEN_MODELS = ("o1", "o3", "o4", "gpt-5")
 
 
-def request_body(model_name: str, request: ChatRequest) -> dict[str, Any]:
+def request_body(model_name: str, request: ChatRequest, cache_key: str | None = None) -> dict[str, Any]:
     """The chat-completions JSON body for ``request`` (also one line of a Batch API input file)."""
     p = request.params
     body: dict[str, Any] = {
@@ -37,6 +39,8 @@ def request_body(model_name: str, request: ChatRequest) -> dict[str, Any]:
         body["logprobs"] = True
         if p.top_logprobs:
             body["top_logprobs"] = p.top_logprobs
+    if cache_key:
+        body["prompt_cache_key"] = cache_key
     return body
 
 
@@ -67,9 +71,12 @@ def parse_completion(data: Any, spec: str, latency_s: float = 0.0) -> ChatRespon
             raise MalformedResponse("chat completion choice without a message")
         choices.append(Choice(text=get_field(message, "content") or "", finish_reason=get_field(c, "finish_reason"),
                               logprobs=_logprobs(c)))
+    usage = get_field(data, "usage")
+    details = get_field(usage, "prompt_tokens_details") if usage else None
     return ChatResponse(
         choices=choices,
-        usage=usage_from(get_field(data, "usage"), ("prompt_tokens",), ("completion_tokens",)),
+        usage=usage_from(usage, ("prompt_tokens",), ("completion_tokens",),
+                         cached=token_count(details, "cached_tokens")),
         model=spec,
         latency_s=latency_s,
     )
