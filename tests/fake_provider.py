@@ -8,8 +8,24 @@ Endpoints: OpenAI ``/v1/chat/completions``, ``/v1/files`` (+ ``/v1/files/ID/cont
 ``/v1/messages/batches`` (+ retrieve and ``/results``).
 
 Replies are deterministic functions of the request: ``"echo:" + last user message + " #" + hash``
-so a test can check that every prompt got *its* answer. Faults are decided per request body and
-attempt number (``hash(body, attempt) < p``), so they do not depend on scheduling order.
+so a test can check that every prompt got *its* answer (``reply_words`` pads them with filler to
+that many words). Faults are decided per request body and attempt number (``hash(body, attempt) <
+p``), so they do not depend on scheduling order.
+
+Like the real providers it also
+
+* **enforces a quota** (``quota=Quota(rpm=..., tpm=..., input_tpm=..., output_tpm=...)``): each
+  per-minute limit is a bucket holding ``window_s`` of it (60: the whole minute; tests use ~1 s so
+  a short run meets it), requests beyond it get 429 + ``retry-after``; every reply carries the
+  rate-limit headers (OpenAI ``x-ratelimit-*``, Anthropic ``anthropic-ratelimit-*``). No quota: no
+  headers, nothing refused.
+* **caches prompt prefixes**: OpenAI style, automatically for prompts of 1,024+ tokens in 128-token
+  steps (``prompt_tokens_details.cached_tokens``), on one of ``cache_machines`` caches chosen by
+  ``prompt_cache_key`` + the first 256 tokens (a key sending more than 15 requests a minute
+  overflows onto random machines); Anthropic style, only at ``cache_control`` breakpoints (at most
+  4, else 400) whose prefix reaches the model's documented minimum, with the 20-block lookback,
+  reporting ``cache_read_input_tokens`` / ``cache_creation_input_tokens`` apart from
+  ``input_tokens``. Tokens are words, or ``token_chars`` characters each when set.
 
 Run standalone (for benchmarks, so the server does not share the client's GIL)::
 
@@ -18,15 +34,18 @@ Run standalone (for benchmarks, so the server does not share the client's GIL)::
 
 from __future__ import annotations
 
+import collections
 import email.parser
 import email.policy
 import hashlib
 import json
+import math
 import random
 import socket
 import threading
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -82,11 +101,97 @@ def _words(text: str) -> list[str]:
     return text.split() or [""]
 
 
+def _text(content: Any) -> str:
+    """The text of a message's content: a string or a list of blocks."""
+    if isinstance(content, list):
+        return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return "" if content is None else str(content)
+
+
+_FILLER = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+           "quebec romeo sierra tango uniform victor whiskey xray yankee zulu principle answer careful honest").split()
+
+
+def _pad(text: str, words: int) -> str:
+    """``text`` + deterministic filler up to ``words`` words."""
+    have = len(text.split())
+    if have >= words:
+        return text
+    digest = hashlib.sha256(text.encode()).digest()
+    extra = [_FILLER[(digest[i % 32] + 7 * i) % len(_FILLER)] for i in range(words - have)]
+    return text + " " + " ".join(extra)
+
+
+@dataclass
+class Quota:
+    """Per-minute limits the fake enforces and reports. ``window_s``: how much of a minute's worth
+    each bucket holds (the real APIs enforce per-minute limits over shorter windows too)."""
+
+    rpm: int | None = None
+    tpm: int | None = None  # OpenAI: prompt tokens + max_tokens; Anthropic: input + output
+    input_tpm: int | None = None  # Anthropic: uncached input tokens (cache reads do not count)
+    output_tpm: int | None = None  # Anthropic: max_tokens at admission
+    window_s: float = 60.0
+
+
+class _Bucket:
+    def __init__(self, per_minute: int, window_s: float):
+        self.limit = per_minute
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate * window_s)
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+
+    def refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` is available (0: now)."""
+        need = min(amount, self.capacity)
+        return 0.0 if self.level >= need else (need - self.level) / self.rate
+
+    def reset_s(self) -> float:
+        return max(0.0, (self.capacity - self.level) / self.rate)
+
+
+def _go_duration(seconds: float) -> str:
+    """OpenAI's reset format: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
+
+
+_ANTHROPIC_MIN = {"claude-3-haiku": 2048, "claude-3-5-haiku": 2048, "claude-haiku-4-5": 4096,
+                  "claude-opus-4-5": 4096}
+
+
+def anthropic_min_tokens(model: str) -> int:
+    """The documented minimum cacheable prefix (1,024 for Sonnet, Opus 4/4.1 and unknown models)."""
+    best = max((p for p in _ANTHROPIC_MIN if model.startswith(p)), key=len, default=None)
+    return _ANTHROPIC_MIN[best] if best else 1024
+
+
 class FakeProvider:
     """State shared by all handler threads: counters, faults, files and batches."""
 
-    def __init__(self, latency_s: float = 0.0, faults: Faults | None = None, api_key: str | None = None):
+    def __init__(self, latency_s: float = 0.0, faults: Faults | None = None, api_key: str | None = None,
+                 quota: Quota | None = None, reply_words: int = 0, token_chars: int | None = None,
+                 cache_machines: int = 4):
         self.latency_s = latency_s
+        self.quota = quota
+        self.reply_words = reply_words  # pad replies to this many words (0: the bare echo)
+        self.token_chars = token_chars  # None: a token is a word
+        self.cache_machines = cache_machines
+        self.cache_ttl_s = 300.0
+        self._buckets: dict[str, _Bucket] = {}
+        self._openai_cache: dict[tuple[int, bytes], float] = {}  # (machine, prefix digest) -> expiry
+        self._anthropic_cache: dict[bytes, float] = {}
+        self._route_times: dict[bytes, collections.deque[float]] = {}
+        self.ok_times: list[float] = []  # monotonic time of every answered chat/messages request
+        self.cache_control_seen: list[list[str]] = []  # per Anthropic request: where its breakpoints were
         self.faults = faults or Faults()
         self.api_key = api_key  # when set, other keys get 401
         self.batch_delay_s = 0.0  # batches stay in_progress this long after creation
@@ -130,14 +235,154 @@ class FakeProvider:
     def openai_base(self) -> str:
         return f"{self.url}/v1"
 
+    # ---- tokens, quota, prompt caches -------------------------------------------------------
+    def tokens(self, text: str) -> list[str]:
+        if self.token_chars:
+            return [text[i:i + self.token_chars] for i in range(0, len(text), self.token_chars)] or [""]
+        return _words(text)
+
     def count(self, kind: str, n: int = 1) -> None:
         with self.lock:
             self.counts[kind] += n
+
+    def _bucket_specs(self, style: str, costs: dict[str, float]) -> list[tuple[str, int, float]]:
+        q = self.quota
+        assert q is not None
+        specs = [("requests", q.rpm, 1.0), ("tokens", q.tpm, costs["tokens"])]
+        if style == "anthropic":
+            specs += [("input_tokens", q.input_tpm, costs["input"]), ("output_tokens", q.output_tpm, costs["output"])]
+        return [(name, limit, amount) for name, limit, amount in specs if limit]
+
+    def admit(self, style: str, costs: dict[str, float]) -> tuple[float, dict[str, str]]:
+        """Take this request from the quota: (0, headers) when admitted, (retry_after_s, headers) when refused."""
+        if self.quota is None:
+            return 0.0, {}
+        with self.lock:
+            specs = self._bucket_specs(style, costs)
+            buckets = []
+            for name, limit, amount in specs:
+                b = self._buckets.get(name)
+                if b is None or b.limit != limit:
+                    b = self._buckets[name] = _Bucket(limit, self.quota.window_s)
+                b.refill()
+                buckets.append((name, b, amount))
+            wait = max((b.wait_for(amount) for _, b, amount in buckets), default=0.0)
+            if wait == 0.0:
+                for _, b, amount in buckets:
+                    b.level -= amount
+            else:
+                self.counts["quota:429"] += 1
+            return wait, self._quota_headers(style, buckets, wait)
+
+    def _quota_headers(self, style: str, buckets: list[tuple[str, _Bucket, float]], wait: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, b, _ in buckets:
+            remaining = str(max(0, math.floor(b.level)))
+            if style == "openai":
+                if name not in ("requests", "tokens"):
+                    continue
+                headers[f"x-ratelimit-limit-{name}"] = str(b.limit)
+                headers[f"x-ratelimit-remaining-{name}"] = remaining
+                headers[f"x-ratelimit-reset-{name}"] = _go_duration(b.reset_s())
+            else:
+                label = name.replace("_", "-")
+                when = datetime.fromtimestamp(time.time() + b.reset_s(), tz=timezone.utc)
+                headers[f"anthropic-ratelimit-{label}-limit"] = str(b.limit)
+                headers[f"anthropic-ratelimit-{label}-remaining"] = remaining
+                headers[f"anthropic-ratelimit-{label}-reset"] = when.isoformat().replace("+00:00", "Z")
+        if wait:
+            headers["retry-after"] = str(max(1, math.ceil(wait)))
+            if style == "openai":
+                headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
+        return headers
+
+    def _openai_cached(self, req: dict[str, Any], prompt_tokens: int) -> int:
+        """Cached prompt tokens for this request (and remember its prefixes), OpenAI style."""
+        if prompt_tokens < 1024:
+            return 0
+        digest = hashlib.sha256()
+        marks: list[tuple[int, bytes]] = []
+        head = hashlib.sha256()
+        position = 0
+        for m in req.get("messages", []):
+            digest.update(f"<{m.get('role')}>".encode())
+            for tok in self.tokens(_text(m.get("content"))):
+                digest.update(tok.encode() + b"\0")
+                position += 1
+                if position <= 256:
+                    head.update(tok.encode() + b"\0")
+                if position >= 1024 and (position - 1024) % 128 == 0:
+                    marks.append((position, digest.copy().digest()))
+        route = hashlib.sha256(str(req.get("prompt_cache_key") or "").encode() + head.digest()).digest()
+        now = time.monotonic()
+        with self.lock:
+            times = self._route_times.setdefault(route, collections.deque())
+            times.append(now)
+            while times and times[0] < now - 60:
+                times.popleft()
+            if len(times) > 15:  # overflow: this prefix-key combination spreads over machines
+                machine = random.Random(json.dumps(req, sort_keys=True)).randrange(self.cache_machines)
+            else:
+                machine = int.from_bytes(route[:4], "big") % self.cache_machines
+            cached = 0
+            for pos, d in marks:
+                if self._openai_cache.get((machine, d), 0.0) > now:
+                    cached = pos
+            for _, d in marks:
+                self._openai_cache[(machine, d)] = now + self.cache_ttl_s
+        return cached
+
+    def _anthropic_usage(self, req: dict[str, Any]) -> dict[str, int]:
+        """input / cache read / cache write tokens of this request, Anthropic style."""
+        blocks: list[tuple[str, str, bool]] = []  # (role, text, has cache_control)
+        system = req.get("system")
+        if isinstance(system, list):
+            blocks += [("system", str(b.get("text", "")), "cache_control" in b) for b in system]
+        elif system:
+            blocks.append(("system", str(system), False))
+        for m in req.get("messages", []):
+            content = m.get("content")
+            if isinstance(content, list):
+                blocks += [(m.get("role", ""), str(b.get("text", "")), "cache_control" in b) for b in content]
+            else:
+                blocks.append((m.get("role", ""), _text(content), False))
+        digest = hashlib.sha256()
+        cumulative, digests, total = [], [], 0
+        for role, text, _ in blocks:
+            toks = self.tokens(text)
+            total += len(toks)
+            digest.update(f"<{role}>".encode() + "\0".join(toks).encode() + b"\1")
+            cumulative.append(total)
+            digests.append(digest.copy().digest())
+        breakpoints = [i for i, (_, _, marked) in enumerate(blocks) if marked]
+        minimum = anthropic_min_tokens(str(req.get("model", "")))
+        now = time.monotonic()
+        read = written = 0
+        with self.lock:
+            self.cache_control_seen.append([blocks[i][0] for i in breakpoints])
+            hit = -1
+            for b in breakpoints:
+                for j in range(b, max(-1, b - 20), -1):
+                    if self._anthropic_cache.get(digests[j], 0.0) > now:
+                        hit = max(hit, j)
+                        break
+            if hit >= 0:
+                read = cumulative[hit]
+                self._anthropic_cache[digests[hit]] = now + self.cache_ttl_s
+            valid = [b for b in breakpoints if cumulative[b] >= minimum]
+            for b in valid:
+                self._anthropic_cache[digests[b]] = now + self.cache_ttl_s
+            if valid and cumulative[valid[-1]] > read:
+                written = cumulative[valid[-1]] - read
+        return {"input_tokens": total - read - written, "cache_creation_input_tokens": written,
+                "cache_read_input_tokens": read}
 
     # ---- replies ---------------------------------------------------------------------------
     def chat_completion(self, req: dict[str, Any]) -> dict[str, Any]:
         last = _last_user(req.get("messages", []))
         text = reply_text(last)
+        if self.reply_words:
+            text = _pad(text, self.reply_words)
         stop = req.get("stop")
         stops = [stop] if isinstance(stop, str) else (stop or [])
         finish = "stop"
@@ -164,20 +409,27 @@ class FakeProvider:
                 "index": i, "finish_reason": finish, "logprobs": logprobs,
                 "message": {"role": "assistant", "content": text if i == 0 else f"{text} (sample {i})"},
             })
-        prompt_tokens = sum(len(_words(str(m.get("content", "")))) for m in req.get("messages", []))
+        prompt_tokens = sum(len(self.tokens(_text(m.get("content")))) for m in req.get("messages", []))
+        completion = (len(words) if not self.token_chars else len(self.tokens(text))) * len(choices)
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                                 "total_tokens": prompt_tokens + completion}
+        cached = self._openai_cached(req, prompt_tokens)
+        if cached:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached, "audio_tokens": 0}
         return {
             "id": "chatcmpl-" + hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:12],
             "object": "chat.completion", "created": int(time.time()), "model": req.get("model", "fake"),
             "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words) * len(choices),
-                      "total_tokens": prompt_tokens + len(words) * len(choices)},
+            "usage": usage,
         }
 
     def anthropic_message(self, req: dict[str, Any]) -> dict[str, Any]:
         last = _last_user(req.get("messages", []))
         text = reply_text(last)
         if req.get("system"):
-            text = f"[sys:{len(str(req['system']))}] {text}"
+            text = f"[sys:{len(_text(req['system']))}] {text}"
+        if self.reply_words:
+            text = _pad(text, self.reply_words)
         stop_reason, stop_seq = "end_turn", None
         for s in req.get("stop_sequences") or []:
             if s and s in text:
@@ -187,14 +439,13 @@ class FakeProvider:
         if len(words) > int(req.get("max_tokens", 10_000)):
             words = words[: int(req["max_tokens"])]
             text, stop_reason = " ".join(words), "max_tokens"
-        prompt_tokens = sum(len(_words(str(m.get("content", "")))) for m in req.get("messages", []))
+        output = len(words) if not self.token_chars else len(self.tokens(text))
         return {
             "id": "msg_" + hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:12],
             "type": "message", "role": "assistant", "model": req.get("model", "fake"),
             "content": [{"type": "text", "text": text}],
             "stop_reason": stop_reason, "stop_sequence": stop_seq,
-            "usage": {"input_tokens": prompt_tokens, "output_tokens": len(words),
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 2},
+            "usage": {**self._anthropic_usage(req), "output_tokens": output},
         }
 
     # ---- batches ---------------------------------------------------------------------------
@@ -344,10 +595,36 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         return True
 
+    def _admit(self, style: str, req: dict[str, Any]) -> dict[str, str] | None:
+        """Quota check: the rate-limit headers for the reply, or None when a 429 was sent."""
+        p = self.provider
+        if p.quota is None:
+            return {}
+        if style == "openai":
+            prompt = sum(len(p.tokens(_text(m.get("content")))) for m in req.get("messages", []))
+            out = int(req.get("max_tokens") or req.get("max_completion_tokens") or 0) * int(req.get("n") or 1)
+        else:
+            prompt = len(p.tokens(_text(req.get("system")))) + sum(
+                len(p.tokens(_text(m.get("content")))) for m in req.get("messages", []))
+            out = int(req.get("max_tokens") or 0)
+        wait, headers = p.admit(style, {"tokens": prompt + out, "input": prompt, "output": out})
+        if wait:
+            message = "Rate limit reached for requests (fake quota)."
+            if style == "anthropic":
+                self._send(429, {"type": "error", "error": {"type": "rate_limit_error", "message": message}}, headers)
+            else:
+                self._error(429, message, headers)
+            return None
+        return headers
+
     # ---- routes ----------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
         p = self.provider
         path = self.path.split("?")[0]
+        if path == "/_stats":  # for benchmarks running the fake in its own process
+            with p.lock:
+                return self._send(200, {"counts": dict(p.counts), "ok_times": list(p.ok_times),
+                                        "now": time.monotonic()})
         if not self._authorized():
             return
         parts = path.strip("/").split("/")
@@ -398,11 +675,17 @@ class _Handler(BaseHTTPRequestHandler):
             if req.get("max_tokens") == 0 or not req.get("messages"):
                 p.count("400")
                 return self._error(400, "messages must be non-empty and max_tokens >= 1")
+            headers = self._admit("openai", req)
+            if headers is None:
+                return
             if p.latency_s:
                 time.sleep(p.latency_s)
             with p.lock:
                 p.request_times.append(time.monotonic())
-            return self._send(200, p.chat_completion(req))
+            reply = p.chat_completion(req)
+            with p.lock:
+                p.ok_times.append(time.monotonic())
+            return self._send(200, reply, headers)
         if path == "/v1/messages":
             p.count("messages")
             if self._fault(raw):
@@ -412,9 +695,20 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400, "max_tokens: Field required")
             if any(m.get("role") == "system" for m in req.get("messages", [])):
                 return self._error(400, "messages: system role is not allowed; use the top-level system")
+            marked = sum(1 for part in [req.get("system"), *(m.get("content") for m in req.get("messages", []))]
+                         if isinstance(part, list) for b in part if isinstance(b, dict) and "cache_control" in b)
+            if marked > 4:
+                p.count("400")
+                return self._error(400, f"A maximum of 4 blocks with cache_control may be provided. Found {marked}.")
+            headers = self._admit("anthropic", req)
+            if headers is None:
+                return
             if p.latency_s:
                 time.sleep(p.latency_s)
-            return self._send(200, p.anthropic_message(req))
+            reply = p.anthropic_message(req)
+            with p.lock:
+                p.ok_times.append(time.monotonic())
+            return self._send(200, reply, headers)
         if path == "/v1/files":
             p.count("files.create")
             ctype = self.headers.get("Content-Type", "")
@@ -496,8 +790,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the fake OpenAI/Anthropic provider.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per chat/messages reply")
+    parser.add_argument("--rpm", type=int, help="enforce and report a requests-per-minute quota")
+    parser.add_argument("--tpm", type=int, help="enforce and report a tokens-per-minute quota")
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of the per-minute rate a bucket holds")
+    parser.add_argument("--reply-words", type=int, default=0, help="pad replies to this many words")
+    parser.add_argument("--token-chars", type=int, help="characters per token (default: one token per word)")
     args = parser.parse_args()
-    provider = FakeProvider(latency_s=args.latency).start(args.port)
+    quota = Quota(rpm=args.rpm, tpm=args.tpm, window_s=args.window) if (args.rpm or args.tpm) else None
+    provider = FakeProvider(latency_s=args.latency, quota=quota, reply_words=args.reply_words,
+                            token_chars=args.token_chars).start(args.port)
     print(f"PORT {provider.port}", flush=True)
     try:
         while True:

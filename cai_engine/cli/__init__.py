@@ -16,10 +16,19 @@ def main(argv: list[str] | None = None) -> None:
     from cai_engine.engine.stopping import Stopped
     from cai_engine.errors import CaiError
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args
+    if verbose:
+        args.remove("--verbose")
+    else:
+        from cai_engine.logs import quiet_third_party
+        from cai_engine.paths import cai_home
+
+        quiet_third_party(cai_home() / "logs" / "cai.log")
     register_commands()
     try:
         # In non-standalone mode click *returns* the code of typer.Exit instead of exiting.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
         if isinstance(code, int) and code:
             raise SystemExit(code)
     except Stopped as exc:  # a graceful stop: what finished is saved, say how to resume

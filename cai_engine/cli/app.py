@@ -8,7 +8,9 @@ import typer
 
 app = typer.Typer(
     name="cai",
-    help="Constitutional AI / RLAIF engine: critique->revise SFT data, AI-judged preference pairs, training.",
+    help="Constitutional AI / RLAIF engine: critique->revise SFT data, AI-judged preference pairs, training.\n\n"
+    "Library warnings, logs and progress bars go to OUT/log.txt (or $CAI_HOME/logs/cai.log); add --verbose "
+    "anywhere on the command line to see them on the terminal.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -3,9 +3,10 @@
 Layers, outside in: budget check (the command's shared ledger) -> response cache (keyed by the
 backend's fingerprint, read and written on the session's writer thread) -> (Batch API queue | retry policy -> limits ->
 backend). Backends that can tell retryable failures apart (hosted ones expose ``classify``) get the
-retry policy, rate limits and adaptive concurrency; in-process backends (local, mock, vllm) get
-plain bounded concurrency, since retrying a local crash would only repeat it. Pipelines stay plain
-async functions and backends stay thin.
+retry policy, rate limits and adaptive concurrency (fed by the rate-limit headers of every reply
+when the backend has them: :mod:`cai_engine.engine.limits`); in-process backends (local, mock,
+vllm) get plain bounded concurrency, since retrying a local crash would only repeat it. Pipelines
+stay plain async functions and backends stay thin.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cai_engine.engine.writer import Writer
 from cai_engine.errors import ConfigError, ModelError
 from cai_engine.models.base import ChatModel, ChatRequest, ChatResponse, ModelConfig
 from cai_engine.models.prices import BATCH_DISCOUNT, prices_for
+from cai_engine.models.ratelimits import ADAPTIVE_CEILING, QuotaReading
 from cai_engine.models.registry import create_model
 from cai_engine.models.retryable import RetryDecision
 
@@ -98,6 +100,11 @@ class Engine:
             self.batch = BatchCoordinator(adapter, Path(batch_dir), config.spec, self.retry.call,
                                           self.options.batch)
         self._limits: Limits | None = None
+        self._cap: int | None = None  # --concurrency above the model's cap
+        self.concurrency_note: str | None = None
+        watch = getattr(model, "watch_quota", None)
+        if self.retry is not None and callable(watch):
+            watch(self._on_quota)
         self._closed = False
 
     @property
@@ -120,13 +127,49 @@ class Engine:
         queued (each waits hours for its batch), so it is far above the online concurrency."""
         if self.batch is not None:
             return max(10_000, 4 * self.options.batch.max_items)
-        return self.config.max_concurrency
+        if self.adaptive:
+            return max(ADAPTIVE_CEILING, self._cap or 0)
+        return max(self.config.max_concurrency, self._cap or 0)
+
+    @property
+    def adaptive(self) -> bool:
+        """Hosted model with no explicit ``max_concurrency``: in-flight requests follow the quota."""
+        return self.retry is not None and "max_concurrency" not in self.config.model_fields_set
+
+    def runner_concurrency(self, requested: int | None = None) -> int:
+        """Items a runner should keep in flight: ``requested`` (``--concurrency``) or the suggestion.
+
+        A request above the model's cap raises the cap to it (an explicit ``max_concurrency``
+        included: the command line is the later, more specific choice; :attr:`concurrency_note`
+        says so in one line). Batch mode keeps its own, larger figure when none is requested.
+        """
+        if requested is None:
+            return self.suggested_concurrency
+        cap = ADAPTIVE_CEILING if self.adaptive else self.config.max_concurrency
+        if requested > cap and self.batch is None:
+            self._cap = max(self._cap or 0, requested)
+            if not self.adaptive:
+                self.concurrency_note = (f"--concurrency {requested} raises {self.spec}'s max_concurrency "
+                                         f"{self.config.max_concurrency} for this run")
+            if self.retry is None:
+                self._slots = asyncio.Semaphore(self._cap)
+            elif self._limits is not None:
+                self._limits.raise_cap(requested)
+        return requested
 
     @property
     def limits(self) -> Limits:
         if self._limits is None:
-            self._limits = limits_for(self.config)
+            self._limits = limits_for(self.config, self._cap)
         return self._limits
+
+    def _on_quota(self, reading: QuotaReading) -> None:
+        self.limits.observe(reading)
+
+    def quota_text(self) -> str:
+        """The provider quota in use for the progress line, e.g. ``rpm 2,940/3,000 tpm 410k/2M``
+        ('' before any request, for local backends, or when no limit is known)."""
+        return self._limits.quota_text() if self._limits is not None else ""
 
     # ---- the one entry point ---------------------------------------------------------------
     async def generate(self, request: ChatRequest) -> ChatResponse:
@@ -194,7 +237,7 @@ class Engine:
                         response = await self.model.generate(request)
                 finally:
                     self.stats.busy_s += time.perf_counter() - started
-            limits.on_success()
+            limits.on_success(response.usage)
             return response
 
         try:

@@ -35,6 +35,8 @@ from cai_engine.models.registry import create_model
 
 T = TypeVar("T")
 
+LOG_FILE = "log.txt"
+
 CURRENT_SESSION: contextvars.ContextVar["Session | None"] = contextvars.ContextVar("cai_session", default=None)
 
 
@@ -61,6 +63,10 @@ class Session:
         self.cache_path = cache_path
         self.options = options
         self.lock = OutLock(self.out_dir).acquire() if self.out_dir is not None and lock else None
+        if self.out_dir is not None:
+            from cai_engine.logs import log_to
+
+            log_to(self.out_dir / LOG_FILE)  # library warnings and logs of this command
         self.writer = Writer()
         self.ledger = BudgetLedger(self.out_dir, max_cost_usd)
         self.stop = GracefulStop(grace_s, notify)
@@ -139,7 +145,7 @@ class Session:
         bookkeeping files."""
         if not self._created_out or self.out_dir is None or not self.out_dir.is_dir():
             return
-        own = {".cai.lock", "ledger.json", "ledger.json.tmp"}
+        own = {".cai.lock", "ledger.json", "ledger.json.tmp", LOG_FILE}
         if self.records_written or any(p.name not in own for p in self.out_dir.iterdir()):
             return
         for p in self.out_dir.iterdir():

@@ -77,7 +77,7 @@ class AnthropicBackend(HostedBackend):
         async def send(client: Any) -> tuple[Choice, Usage]:
             raw = await client.messages.with_raw_response.create(**body)
             self.observe(raw.headers)
-            return parse_message(json.loads(raw.content))
+            return parse_message(json.loads(await raw.read()))
 
         return await self.call(send)
 

@@ -1,7 +1,7 @@
 """What the hosted backends (``openai/``, ``anthropic/``) share: key resolution, the endpoint pool
 with its circuit breaker, the SDK error mapping, reading SDK objects or plain dicts, usage, the
 fingerprint (model + endpoint hosts), the rate-limit headers of every reply (handed to whoever
-:meth:`HostedBackend.watch_quota`\ es: the engine's limiter) and the prompt-cache planner.
+:meth:`HostedBackend.watch_quota` hooks up: the engine's limiter) and the prompt-cache planner.
 
 A provider module subclasses :class:`HostedBackend` with its SDK client and its ``classify``;
 its wire format (request bodies, response parsing) lives in its ``*_wire`` module, which the

@@ -241,8 +241,12 @@ def build_trl_args(config_cls: type, config: StageConfig, stage_fields: dict[str
 
 def prepare_output(config: StageConfig, stage: str) -> Path:
     """Create the stage folder, write ``config.resolved.yaml`` and start a fresh ``metrics.jsonl``."""
+    from cai_engine.logs import hush_loaded_libraries, log_to
+
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
+    log_to(out / "log.txt")  # the trainer's library warnings and logs
+    hush_loaded_libraries()
     resolved = {"stage": stage, **json.loads(config.model_dump_json())}
     (out / "config.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     metrics = out / "metrics.jsonl"
@@ -284,6 +288,9 @@ def save_trained(trainer: Any, tokenizer: Any, config: StageConfig, *, model: An
 def train_and_save(trainer: Any, tokenizer: Any, config: StageConfig, stage: str, extra: dict[str, Any] | None = None) -> "StageResult":
     """Train, save the model (adapter or merged), and describe the stage folder: the tail every
     supervised/preference stage shares."""
+    from cai_engine.training.progress import use_our_progress
+
+    use_our_progress(trainer, stage)
     trainer.train(resume_from_checkpoint=resume_checkpoint(config))
     model_dir = save_trained(trainer, tokenizer, config)
     out = config.output_dir

@@ -30,6 +30,7 @@ from cai_engine.training.common import (
 )
 from cai_engine.training.data import load_prompts
 from cai_engine.training.monitors import RLMonitor
+from cai_engine.training.progress import use_our_progress
 from cai_engine.training.rl import RewardShaper, RLStageConfig, check_same_vocab, resolve_reward_model
 
 
@@ -170,6 +171,7 @@ def train_ppo(config: PPOStageConfig) -> StageResult:
         return generate(*a, **kw)
 
     trainer.policy_model.generate = recording_generate
+    use_our_progress(trainer, "ppo")
     trainer.train()
     del trainer.policy_model.generate  # drop the instance attribute before saving
     model_dir = save_trained(trainer, tokenizer, config, model=trainer.policy_model)

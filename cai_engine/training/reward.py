@@ -27,6 +27,7 @@ from cai_engine.training.common import (
 )
 from cai_engine.training.data import load_preference, split_eval
 from cai_engine.training.dpo import PreferenceFilter
+from cai_engine.training.progress import use_our_progress
 
 REWARD_EVAL_FILE = "reward_eval.json"
 
@@ -151,6 +152,7 @@ def train_reward(config: RewardStageConfig) -> StageResult:
         quantization_config=quant,
         callbacks=[make_metrics_writer(out / "metrics.jsonl")],
     )
+    use_our_progress(trainer, "reward")
     trainer.train(resume_from_checkpoint=resume_checkpoint(config))
 
     trained = trainer.accelerator.unwrap_model(trainer.model)
