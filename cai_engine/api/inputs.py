@@ -1,59 +1,87 @@
-"""What the Python API accepts as prompts: a list, a file path, or a ``datasets.Dataset``.
+"""What the Python API accepts as prompts: a list, a file path, an ``hf:`` spec or a ``datasets`` dataset.
 
-The CLI passes a path; a notebook passes whatever it holds. Every shape becomes the same stream of
-:class:`~cai_engine.sources.PromptItem`, so the pipelines see no difference.
+The CLI passes a path or an ``hf:NAME_OR_DIR[:CONFIG]`` spec; a notebook passes whatever it holds.
+Every shape becomes the same stream of :class:`~cai_engine.sources.PromptItem` (a conversation
+that ends with the user's turn), so the pipelines see no difference. A list may hold strings (an
+HH transcript is detected), ``messages`` lists (of dicts or :class:`~cai_engine.models.base.Message`)
+or dict rows with a prompt column.
+
+:func:`check_prompt_items` is the pre-pass every command runs before its first model request: it
+counts the prompts for the progress total and checks every row on the way, so a bad row is one
+line (source and 1-based row) before anything is paid for.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from cai_engine.errors import CaiError
-from cai_engine.sources import PromptItem, count_prompts, iter_prompts, pick_prompt
+from cai_engine.sources import (
+    BadRow, BadRows, PromptCheck, PromptItem, check_items, dataset_rows, is_hf_spec, iter_prompts, prompts_from_rows,
+)
 
 #: A list of prompts (strings, ``messages`` lists or rows with a prompt column), a prompt file /
-#: datasets dir, or a ``datasets.Dataset``.
+#: datasets dir / ``hf:`` spec, or a ``datasets.Dataset`` / ``IterableDataset``.
 Prompts = Any
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """How prompts are read: the CLI's ``--column``, ``--format``, ``--split``, ``--streaming``, ``--skip-bad-rows``."""
+
+    column: str | None = None
+    format: str = "auto"
+    split: str | None = None
+    streaming: bool = False
+    skip_bad_rows: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`iter_prompt_items` / :func:`check_prompt_items` (column included)."""
+        return {"column": self.column, "format": self.format, "split": self.split, "streaming": self.streaming,
+                "skip_bad_rows": self.skip_bad_rows}
 
 
 def _is_dataset(value: Any) -> bool:
     return type(value).__name__ in ("Dataset", "IterableDataset") and hasattr(value, "column_names")
 
 
-def iter_prompt_items(prompts: Prompts, column: str | None = None, limit: int | None = None) -> Iterator[PromptItem]:
-    """Stream ``prompts`` as PromptItems (empty prompts are skipped, as from a file)."""
+def _where(prompts: Prompts) -> str:
     if isinstance(prompts, (str, Path)):
-        yield from iter_prompts(prompts, column, limit)
+        return str(prompts)
+    return f"<{type(prompts).__name__}>" if _is_dataset(prompts) else "prompts"
+
+
+def iter_prompt_items(prompts: Prompts, column: str | None = None, limit: int | None = None, *, format: str = "auto",
+                      split: str | None = None, streaming: bool = False, skip_bad_rows: bool = False,
+                      on_bad_row: Callable[[BadRow], None] | None = None) -> Iterator[PromptItem]:
+    """Stream ``prompts`` as PromptItems; a bad row raises one-line :class:`BadRow` unless ``skip_bad_rows``."""
+    if isinstance(prompts, (str, Path)):
+        yield from iter_prompts(prompts, column, limit, format=format, split=split, streaming=streaming,
+                                skip_bad_rows=skip_bad_rows, on_bad_row=on_bad_row)
         return
-    rows: Iterable[Any]
-    if _is_dataset(prompts) or isinstance(prompts, (list, tuple)):
-        rows = prompts
+    if _is_dataset(prompts):
+        rows: Any = dataset_rows(prompts)
+    elif isinstance(prompts, (list, tuple)):
+        rows = enumerate(prompts, 1)
     else:
-        raise CaiError(f"prompts must be a list, a file path or a datasets.Dataset, not {type(prompts).__name__}")
-    produced = 0
-    source = Path("<prompts>")
-    for index, row in enumerate(rows):
-        if limit is not None and produced >= limit:
-            return
-        if isinstance(row, str):
-            text = row
-        elif isinstance(row, list):
-            text = pick_prompt({"messages": row}, "messages", source, index)
-        elif isinstance(row, dict):
-            text = pick_prompt(row, column, source, index)
-        else:
-            raise CaiError(f"prompts[{index}] is a {type(row).__name__}; give a string, a messages list or a dict row")
-        text = text.strip()
-        if text:
-            produced += 1
-            yield PromptItem(text=text, row=index)
+        raise CaiError(f"prompts must be a list, a file path, an hf: spec or a datasets.Dataset, not {type(prompts).__name__}")
+    yield from prompts_from_rows(rows, _where(prompts), column, limit, format=format, skip_bad_rows=skip_bad_rows,
+                                 on_bad_row=on_bad_row)
 
 
-def count_prompt_items(prompts: Prompts, column: str | None = None, limit: int | None = None) -> int:
-    if isinstance(prompts, (str, Path)):
-        return count_prompts(prompts, column, limit)
-    return sum(1 for _ in iter_prompt_items(prompts, column, limit))
+def check_prompt_items(prompts: Prompts, column: str | None = None, limit: int | None = None, *, format: str = "auto",
+                       split: str | None = None, streaming: bool = False, skip_bad_rows: bool = False) -> PromptCheck:
+    """The pre-pass: every row checked, usable prompts counted; no usable prompt is an error."""
+    tally = BadRows()
+    items = iter_prompt_items(prompts, column, limit, format=format, split=split, streaming=streaming,
+                              skip_bad_rows=skip_bad_rows, on_bad_row=tally.add)
+    return check_items(items, _where(prompts), tally)
+
+
+def count_prompt_items(prompts: Prompts, column: str | None = None, limit: int | None = None, **options: Any) -> int:
+    return check_prompt_items(prompts, column, limit, **options).count
 
 
 def source_of(prompts: Prompts) -> str:
@@ -69,5 +97,12 @@ def describe(prompts: Prompts) -> str:
     if isinstance(prompts, (str, Path)):
         return str(prompts)
     if _is_dataset(prompts):
-        return f"datasets.Dataset ({len(prompts)} rows)"
+        try:
+            return f"datasets.{type(prompts).__name__} ({len(prompts)} rows)"
+        except TypeError:  # an IterableDataset has no length
+            return f"datasets.{type(prompts).__name__} (streamed)"
     return f"python list ({len(prompts)} prompts)"
+
+
+__all__ = ["PromptOptions", "Prompts", "check_prompt_items", "count_prompt_items", "describe", "is_hf_spec",
+           "iter_prompt_items", "source_of"]

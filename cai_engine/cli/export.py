@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cai_engine.cli import options as opt
+
 export_app = typer.Typer(help="Export generated records as training datasets (TRL formats).", no_args_is_help=True)
 
 
@@ -16,6 +18,8 @@ def export_sft_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Export dir (dataset/, data.parquet, README.md).")],
     with_system: Annotated[bool, typer.Option("--with-system", help="Keep the constitution's system prompt in `messages`.")] = False,
     drop_unchanged: Annotated[bool, typer.Option("--drop-unchanged", help="Skip records the revision left unchanged.")] = False,
+    push_to_hub: opt.PushToHubOpt = None,
+    private: opt.PrivateOpt = False,
 ) -> None:
     """SFT dataset with a `messages` column (TRL conversational format).
 
@@ -31,6 +35,18 @@ def export_sft_command(
         f"[green]exported[/green] {figures['rows_exported']} rows ({figures['records_failed']} failed records left out) -> {out}\n"
         f"load with: datasets.load_from_disk('{out / 'dataset'}')"
     )
+    push_export(out, push_to_hub, private)
+
+
+def push_export(out: Path, repo_id: str | None, private: bool) -> None:
+    """``--push-to-hub``: the export folder (dataset, parquet, card) to a Hub dataset repo."""
+    if not repo_id:
+        return
+    from cai_engine.cli.progress import console
+    from cai_engine.hub import push_folder
+
+    url = push_folder(out, repo_id, repo_type="dataset", private=private)
+    console.print(f"[green]pushed[/green] {out} -> {url}")
 
 
 def register(app: typer.Typer) -> None:

@@ -117,7 +117,8 @@ def judge_eval(
     console.print(f"[green]wrote[/green] {paths['json']}, {paths['markdown']}, {paths['png']}")
 
 
-def _export(kind: str, source: Path, out: Path, min_confidence: float, drop_inconsistent: bool, length_balanced: bool) -> None:
+def _export(kind: str, source: Path, out: Path, min_confidence: float, drop_inconsistent: bool, length_balanced: bool,
+            push_to_hub: str | None = None, private: bool = False) -> None:
     from cai_engine.cli.progress import console
     from cai_engine.exports.preference import export_preference
 
@@ -128,6 +129,9 @@ def _export(kind: str, source: Path, out: Path, min_confidence: float, drop_inco
         f"longer-wins rate {figures['exported_pairs']['longer_wins_rate']}, position consistency "
         f"{figures['all_pairs']['position_consistency_rate']}; load with datasets.load_from_disk('{out / 'dataset'}')"
     )
+    from cai_engine.cli.export import push_export
+
+    push_export(out, push_to_hub, private)
 
 
 PairsSource = Annotated[Path, typer.Argument(help="The --out dir of `cai judge` (or its pairs.jsonl).")]
@@ -138,25 +142,27 @@ LengthBalanced = Annotated[bool, typer.Option("--length-balanced", help="Keep as
 
 
 def export_dpo_command(source: PairsSource, out: ExportOut, min_confidence: MinConfidence = 0.5,
-                       drop_inconsistent: DropInconsistent = False, length_balanced: LengthBalanced = False) -> None:
+                       drop_inconsistent: DropInconsistent = False, length_balanced: LengthBalanced = False,
+                       push_to_hub: opt.PushToHubOpt = None, private: opt.PrivateOpt = False) -> None:
     """DPO dataset: prompt/chosen/rejected (TRL conversational preference) + confidence/consistent.
 
     Example:
 
         cai export dpo out/demo-pairs --out out/demo-dpo --min-confidence 0.6 --drop-inconsistent
     """
-    _export("dpo", source, out, min_confidence, drop_inconsistent, length_balanced)
+    _export("dpo", source, out, min_confidence, drop_inconsistent, length_balanced, push_to_hub, private)
 
 
 def export_reward_command(source: PairsSource, out: ExportOut, min_confidence: MinConfidence = 0.5,
-                          drop_inconsistent: DropInconsistent = False, length_balanced: LengthBalanced = False) -> None:
+                       drop_inconsistent: DropInconsistent = False, length_balanced: LengthBalanced = False,
+                       push_to_hub: opt.PushToHubOpt = None, private: opt.PrivateOpt = False) -> None:
     """Reward-model dataset: prompt/chosen/rejected + margin (2*confidence-1) and confidence.
 
     Example:
 
         cai export reward out/demo-pairs --out out/demo-rm --drop-inconsistent
     """
-    _export("reward", source, out, min_confidence, drop_inconsistent, length_balanced)
+    _export("reward", source, out, min_confidence, drop_inconsistent, length_balanced, push_to_hub, private)
 
 
 def register(app: typer.Typer) -> None:

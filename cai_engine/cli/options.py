@@ -35,3 +35,6 @@ MaxFailureRateOpt = Annotated[float, typer.Option(
     help="Exit non-zero when more than this share of this run's records failed, or all did (1 = never).")]
 NewSettingsOpt = Annotated[bool, typer.Option(
     "--new-settings", help="Accept settings that differ from the ones --out was made with (kept apart; exports use the new).")]
+PushToHubOpt = Annotated[Optional[str], typer.Option(
+    "--push-to-hub", help="Also push the export (with its card) to this Hub dataset repo, ORG/NAME.")]
+PrivateOpt = Annotated[bool, typer.Option("--private", help="Create the --push-to-hub repo as private.")]

@@ -26,11 +26,14 @@ def _command(stage: str):  # type: ignore[no-untyped-def]
         config: Annotated[Optional[Path], typer.Argument(help="YAML file of the stage's fields (see configs/train/).")] = None,
         set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a field: --set beta=0.2 --set lora.r=8.")] = None,
         output_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Stage folder (overrides output_dir).")] = None,
+        push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Push the trained adapter/model to ORG/NAME.")] = None,
+        private: Annotated[bool, typer.Option("--private", help="Create the --push-to-hub repo as private.")] = False,
     ) -> None:
         from cai_engine.cli.progress import console
         from cai_engine.training import load_stage_config, run_stage
 
-        cfg = load_stage_config(stage, config, set_ or [], output_dir=output_dir)
+        hub = {"push_to_hub": push_to_hub, "hub_private": private} if push_to_hub else {}
+        cfg = load_stage_config(stage, config, set_ or [], output_dir=output_dir, **hub)
         result = run_stage(stage, cfg)
         console.print(f"[green]{stage} done[/green] -> {result.model_dir}  (metrics: {result.metrics_path})")
         for key, value in result.extra.items():

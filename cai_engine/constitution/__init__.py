@@ -11,6 +11,7 @@ from cai_engine.constitution.cai_json import (
     constitution_to_dict,
     constitution_to_yaml,
 )
+from cai_engine.constitution.diagnostics import ConstitutionError, Problem
 from cai_engine.constitution.loader import (
     ConstitutionFile,
     load_constitution,
@@ -24,9 +25,11 @@ from cai_engine.constitution.schema import Constitution, FewShotExample, Princip
 __all__ = [
     "CaiImportWarning",
     "Constitution",
+    "ConstitutionError",
     "ConstitutionFile",
     "FewShotExample",
     "Principle",
+    "Problem",
     "SamplingConfig",
     "constitution_from_cai_json",
     "constitution_to_dict",

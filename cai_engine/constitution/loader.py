@@ -6,6 +6,11 @@ then ``extends`` chains are merged: scalars overridden by the child, principles 
 (parent first) and ``sampling`` merged field by field. Checks that need the whole chain (at
 least one principle, ``k`` not above the principle count, few-shot principle ids) run on the
 merged result but still point at the file and line that set the offending value.
+
+Every problem is collected, not just the first: a file that fails validation is still merged from
+its raw data, so the chain checks run too, and all problems are raised together as one
+:class:`~cai_engine.constitution.diagnostics.ConstitutionError` (``problems`` lists them). Only a
+YAML syntax error ends a file early: the parser cannot read past it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from cai_engine.constitution.diagnostics import config_error_from_validation
+from cai_engine.constitution.diagnostics import Problem, ProblemList, model_at, validation_problems
 from cai_engine.constitution.schema import (
     Constitution,
     FewShotExample,
@@ -28,7 +34,8 @@ from cai_engine.constitution.schema import (
 )
 from cai_engine.errors import ConfigError
 from cai_engine.paths import data_path
-from cai_engine.yamlfile import YamlDoc, read_yaml
+from cai_engine.constitution.yaml_nodes import SwallowedKey, swallowed_keys, tolerant_doc
+from cai_engine.yamlfile import Loc, YamlDoc, read_yaml
 
 _SCALARS = ("name", "version", "description", "system_prompt")
 
@@ -72,43 +79,101 @@ class ConstitutionFile(BaseModel):
         return coerce_version(value)
 
 
+_At = tuple[YamlDoc, Loc, bool]  # where a value was set: file, path in it, point at the key
+
+
+def _where(at: _At) -> str:
+    doc, loc, key = at
+    return doc.where(loc, key=key)
+
+
 @dataclass
 class _Merged:
-    """A constitution being resolved, with ``file:line:col`` of where each part was set."""
+    """A constitution being resolved, with where each part was set.
 
-    root: YamlDoc
-    scalars: dict[str, tuple[Any, str]] = field(default_factory=dict)
-    principles: dict[str, tuple[Principle, str]] = field(default_factory=dict)
-    principles_where: str | None = None
-    sampling: dict[str, tuple[int, str]] = field(default_factory=dict)
-    few_shot: list[tuple[FewShotExample, str]] = field(default_factory=list)
+    Built from the validated file when it is valid (``Principle`` objects) and from the raw data
+    when it is not (``None`` in their place), so the checks of the whole chain still run and a
+    file's every problem is found in one pass.
+    """
+
+    root: YamlDoc | None
+    chain_ok: bool = True  # every `extends` target was found (else the chain checks are skipped)
+    ids_known: bool = True  # every principle item has a text id (else counts are not trusted)
+    name_guessed: bool = False  # a misspelt top-level key probably meant `name` (already reported)
+    scalars: dict[str, tuple[Any, _At]] = field(default_factory=dict)
+    principles: dict[str, tuple[Principle | None, _At]] = field(default_factory=dict)
+    principles_at: _At | None = None
+    sampling: dict[str, tuple[int, _At]] = field(default_factory=dict)
+    few_shot: list[tuple[FewShotExample | None, str | None, _At]] = field(default_factory=list)
 
 
-def _parse_file(path: Path) -> tuple[YamlDoc, ConstitutionFile]:
-    doc = read_yaml(path)
+def schema_keys(loc: Loc) -> list[str]:
+    """The keys a constitution file allows in the mapping at ``loc`` (empty inside a scalar)."""
+    model = model_at(ConstitutionFile, loc)
+    return [k for k in model.model_fields if k != "source_path"] if model is not None else []
+
+
+def _read(path: Path, problems: ProblemList) -> tuple[YamlDoc | None, frozenset[Loc]]:
+    """The parsed file, and the paths of keys that are not text (already reported).
+
+    A file with duplicate or non-text keys is read anyway (each key problem reported), so its other
+    problems are found too; a syntax error or an unreadable file is one problem and ends the file.
+    """
+    try:
+        return read_yaml(path), frozenset()
+    except ConfigError as exc:
+        try:
+            doc, found = tolerant_doc(path.read_text(encoding="utf-8"), path)
+        except (OSError, UnicodeError, yaml.YAMLError):
+            found = []
+        if not found:
+            problems.add_error(exc, path)
+            return None, frozenset()
+        for kp in found:
+            order = (kp.pos.line, kp.pos.col, 0, kp.pos.line, kp.pos.col)
+            problems.add(Problem(str(path), kp.pos.line, kp.pos.col, kp.message, order))
+        return doc, frozenset(kp.loc for kp in found if kp.not_text)
+
+
+def _parse_file(path: Path, problems: ProblemList) -> tuple[YamlDoc | None, ConstitutionFile | None]:
+    """Read and validate one file, adding every problem found; the model is None if it is invalid."""
+    doc, skip = _read(path, problems)
+    if doc is None:
+        return None, None
     if doc.data is None:
-        raise ConfigError(f"{path}:1:1: the file is empty; write at least `name:` and a `principles:` list")
+        problems.add(Problem(str(path), 1, 1, "the file is empty; write at least `name:` and a `principles:` list"))
+        return doc, None
     if not isinstance(doc.data, dict):
-        raise ConfigError(
-            f"{doc.where()}: the top level must be a mapping (name:, principles:, ...), got a "
+        problems.add(Problem.at(doc, (), (
+            f"the top level must be a mapping (name:, principles:, ...), got a "
             f"{type(doc.data).__name__}; start the file with `name: ...`"
-        )
+        )))
+        return doc, None
     version = doc.data.get("version")
     if isinstance(version, (int, float)) and not isinstance(version, bool) and ("version",) in doc.raw:
         doc.data["version"] = doc.raw[("version",)]  # `version: 1.10` means "1.10", not the float 1.1
+    parsed: ConstitutionFile | None = None
     try:
         parsed = ConstitutionFile.model_validate(doc.data)
     except ValidationError as exc:
-        raise config_error_from_validation(exc, doc, ConstitutionFile) from None
+        swallowed: list[SwallowedKey] = []
+        if any(e["type"] == "missing" for e in exc.errors(include_url=False)):
+            swallowed = swallowed_keys(path.read_text(encoding="utf-8"), schema_keys)
+        for problem in validation_problems(exc, doc, ConstitutionFile, skip=skip, swallowed=swallowed):
+            problems.add(problem)
+    items = doc.data.get("principles")
     seen: dict[str, int] = {}
-    for index, p in enumerate(parsed.principles or []):
-        if p.id in seen:
-            first_line = doc.pos(("principles", seen[p.id])).line
-            raise ConfigError(
-                f"{doc.where(('principles', index, 'id'))}: duplicate principle id {p.id!r} "
-                f"(first at line {first_line}); give each principle a unique id"
-            )
-        seen[p.id] = index
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        pid = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(pid, str):
+            continue
+        if pid in seen:
+            first_line = doc.pos(("principles", seen[pid])).line
+            problems.add(Problem.at(doc, ("principles", index, "id"), (
+                f"duplicate principle id {pid!r} (first at line {first_line}); give each principle a unique id"
+            )))
+        else:
+            seen[pid] = index
     return doc, parsed
 
 
@@ -129,71 +194,120 @@ def _resolve_extends(target: str, doc: YamlDoc) -> Path:
     )
 
 
-def _resolve(path: Path, stack: tuple[Path, ...]) -> _Merged:
-    doc, parsed = _parse_file(path)
-    if parsed.extends is not None:
-        parent_path = _resolve_extends(parsed.extends, doc)
-        key = parent_path.resolve()
-        chain = [*stack, path.resolve()]
-        if key in chain:
-            loop = " -> ".join(p.name for p in chain[chain.index(key):] + [key])
-            raise ConfigError(
-                f"{doc.where(('extends',))}: extends cycle {loop}; remove the `extends` that closes the loop"
-            )
-        merged = _resolve(parent_path, tuple(chain))
-        merged.root = doc
-    else:
-        merged = _Merged(root=doc)
+def _resolve(path: Path, stack: tuple[Path, ...], problems: ProblemList) -> _Merged:
+    doc, parsed = _parse_file(path, problems)
+    if doc is None or not isinstance(doc.data, dict):
+        return _Merged(root=doc, chain_ok=False)
+    target = doc.data.get("extends")
+    merged: _Merged | None = None
+    if isinstance(target, str):
+        try:
+            parent_path = _resolve_extends(target, doc)
+        except ConfigError as exc:
+            problems.add_error(exc, path)
+            merged = _Merged(root=doc, chain_ok=False)
+        else:
+            key = parent_path.resolve()
+            chain = [*stack, path.resolve()]
+            if key in chain:
+                loop = " -> ".join(p.name for p in chain[chain.index(key):] + [key])
+                problems.add(Problem.at(doc, ("extends",), (
+                    f"extends cycle {loop}; remove the `extends` that closes the loop"
+                )))
+                merged = _Merged(root=doc, chain_ok=False)
+            else:
+                merged = _resolve(parent_path, tuple(chain), problems)
+                merged.root = doc
+    elif "extends" in doc.data:  # not text: validation reported it; the parent is unknown
+        merged = _Merged(root=doc, chain_ok=False)
+    merged = merged or _Merged(root=doc)
     _merge_into(merged, doc, parsed)
     return merged
 
 
-def _merge_into(merged: _Merged, doc: YamlDoc, parsed: ConstitutionFile) -> None:
+def _merge_into(merged: _Merged, doc: YamlDoc, parsed: ConstitutionFile | None) -> None:
+    """Apply one file on top of its parents: from the model if the file is valid, else from its data."""
+    data: dict[str, Any] = doc.data
+    fields = [k for k in ConstitutionFile.model_fields]
+    # A misspelt top-level key (reported as unknown) most likely meant this one: don't also call it missing.
+    meant = {c for k in data if k not in fields for c in difflib.get_close_matches(str(k), fields, n=1, cutoff=0.5)}
+    merged.name_guessed |= "name" in meant
+    if "principles" in meant:
+        merged.ids_known = False
     for name in _SCALARS:
-        if name in parsed.model_fields_set:
-            merged.scalars[name] = (getattr(parsed, name), doc.where((name,)))
-    if parsed.principles is not None:
-        merged.principles_where = doc.where(("principles",), key=True)
-        for index, p in enumerate(parsed.principles):
+        if name in data:
+            merged.scalars[name] = (getattr(parsed, name) if parsed else data[name], (doc, (name,), False))
+    if "principles" in data:
+        merged.principles_at = (doc, ("principles",), True)
+        items = data["principles"]
+        if not isinstance(items, list):
+            merged.ids_known = False
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            pid = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(pid, str):
+                merged.ids_known = False
+                continue
             # dict keeps the parent's position for a replaced id and appends new ids
-            merged.principles[p.id] = (p, doc.where(("principles", index)))
-    if parsed.sampling is not None:
-        for name in parsed.sampling.model_fields_set:
-            merged.sampling[name] = (getattr(parsed.sampling, name), doc.where(("sampling", name)))
-    for index, ex in enumerate(parsed.few_shot or []):
-        merged.few_shot.append((ex, doc.where(("few_shot", index, "principle"))))
+            merged.principles[pid] = (parsed.principles[index] if parsed and parsed.principles else None,
+                                      (doc, ("principles", index), False))
+    sampling = data.get("sampling")
+    if isinstance(sampling, dict):
+        for name in SamplingConfig.model_fields:
+            if name not in sampling:
+                continue
+            value = getattr(parsed.sampling, name) if parsed and parsed.sampling else sampling[name]
+            if isinstance(value, int) and not isinstance(value, bool):
+                merged.sampling[name] = (value, (doc, ("sampling", name), False))
+    shots = data.get("few_shot")
+    for index, item in enumerate(shots if isinstance(shots, list) else []):
+        ex = parsed.few_shot[index] if parsed and parsed.few_shot else None
+        ref = ex.principle if ex else (item.get("principle") if isinstance(item, dict) else None)
+        merged.few_shot.append((ex, ref if isinstance(ref, str) else None, (doc, ("few_shot", index, "principle"), False)))
 
 
-def _finish(merged: _Merged, source: Path) -> Constitution:
+def _check_chain(merged: _Merged, problems: ProblemList) -> None:
+    """Checks that need the whole ``extends`` chain, pointing at the file and line that set the value."""
     root = merged.root
-    if "name" not in merged.scalars:
-        raise ConfigError(f"{root.where()}: missing required key 'name'; add `name: my-constitution` at the top level")
+    if root is None or not merged.chain_ok:
+        return
+    if "name" not in merged.scalars and not merged.name_guessed:
+        problems.add(Problem.at(root, (), "missing required key 'name'; add `name: my-constitution` at the top level"))
+    if not merged.ids_known:
+        return  # a principle without a readable id: counts and references would mislead
     if not merged.principles:
-        where = merged.principles_where or root.where()
-        raise ConfigError(
-            f"{where}: the constitution has no principles; add a `principles:` list with at least one "
+        doc, loc, key = merged.principles_at or (root, (), False)
+        problems.add(Problem.at(doc, loc, (
+            "the constitution has no principles; add a `principles:` list with at least one "
             "principle (id, critique, revision)"
-        )
+        ), key=key))
+        return
     n = len(merged.principles)
     for name in ("principles_per_round", "principles_per_judgment"):
         if name in merged.sampling and merged.sampling[name][0] > n:
-            k, where = merged.sampling[name]
-            raise ConfigError(
-                f"{where}: sampling.{name} is {k} but the constitution has only {n} principle{'s' * (n != 1)}; "
+            k, (doc, loc, key) = merged.sampling[name]
+            problems.add(Problem.at(doc, loc, (
+                f"sampling.{name} is {k} but the constitution has only {n} principle{'s' * (n != 1)}; "
                 f"set it to at most {n} or add principles"
-            )
-    for ex, where in merged.few_shot:
-        if ex.principle is not None and ex.principle not in merged.principles:
-            close = difflib.get_close_matches(ex.principle, list(merged.principles), n=1)
+            ), key=key))
+    for _, ref, (doc, loc, key) in merged.few_shot:
+        if ref is not None and ref not in merged.principles:
+            close = difflib.get_close_matches(ref, list(merged.principles), n=1)
             fix = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(merged.principles)}"
-            raise ConfigError(f"{where}: few_shot example names unknown principle {ex.principle!r}; {fix}")
+            problems.add(Problem.at(doc, loc, f"few_shot example names unknown principle {ref!r}; {fix}", key=key))
+
+
+def _finish(merged: _Merged, source: Path, problems: ProblemList) -> Constitution:
+    _check_chain(merged, problems)
+    problems.raise_if_any(source)
+    root = merged.root
+    assert root is not None  # no problems: every file was read and validated
     values = {name: value for name, (value, _) in merged.scalars.items()}
     try:
         return Constitution(
             **values,
             principles=[p for p, _ in merged.principles.values()],
             sampling=SamplingConfig(**{name: value for name, (value, _) in merged.sampling.items()}),
-            few_shot=[ex for ex, _ in merged.few_shot],
+            few_shot=[ex for ex, _, _ in merged.few_shot],
             source_path=source,
         )
     except ValidationError as exc:  # not expected after the checks above; still one line, still located
@@ -234,7 +348,8 @@ def load_constitution(path_or_name: str | Path) -> Constitution:
 
             constitution = constitution_from_cai_json(doc.data, name=path.stem)
             return constitution.model_copy(update={"source_path": path})
-    return _finish(_resolve(path, ()), path)
+    problems = ProblemList()
+    return _finish(_resolve(path, (), problems), path, problems)
 
 
 def principle_locations(path_or_name: str | Path) -> dict[str, str]:
@@ -243,6 +358,7 @@ def principle_locations(path_or_name: str | Path) -> dict[str, str]:
     For tools that point at a principle in its source (lint, reports); ids in constitution order.
     """
     path = resolve_path(path_or_name)
-    merged = _resolve(path, ())
-    _finish(merged, path)  # same validation as load_constitution
-    return {pid: where for pid, (_, where) in merged.principles.items()}
+    problems = ProblemList()
+    merged = _resolve(path, (), problems)
+    _finish(merged, path, problems)  # same validation as load_constitution
+    return {pid: _where(at) for pid, (_, at) in merged.principles.items()}

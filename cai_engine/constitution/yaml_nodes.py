@@ -3,8 +3,9 @@
 :mod:`cai_engine.yamlfile` reads a file into data plus positions and stops at its first key
 problem. Two things need the node tree itself:
 
-* :func:`key_problems` lists *every* duplicate or non-text key of a file (not just the first), so
-  ``cai constitution validate`` can report them all;
+* :func:`key_problems` lists *every* duplicate or non-text key of a file (not just the first), and
+  :func:`tolerant_doc` reads such a file anyway, so ``cai constitution validate`` can report them
+  all and go on checking the rest;
 * :func:`swallowed_keys` finds lines inside a block scalar (``revision: >-`` or ``|``) that look like
   a key of the enclosing mapping, e.g. a ``judge:`` indented two spaces too far, which YAML reads
   as one more line of the revision text: the principle silently loses its judge question.
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 import yaml
 
-from cai_engine.yamlfile import Loc, Pos
+from cai_engine.yamlfile import Loc, Pos, YamlDoc
 
 _TAG_NAMES = {
     "tag:yaml.org,2002:int": "a number",
@@ -63,6 +65,7 @@ class KeyProblem:
     pos: Pos
     loc: Loc  # the key's path (for a non-text key, its parent's path plus the key as written)
     message: str  # "what; how to fix"
+    not_text: bool = False  # a key that is not text (rather than a duplicate)
 
 
 def key_problems(node: yaml.Node | None) -> list[KeyProblem]:
@@ -75,7 +78,7 @@ def key_problems(node: yaml.Node | None) -> list[KeyProblem]:
         for key_node, _ in mapping.value:
             pos = Pos.of(key_node.start_mark)
             if not isinstance(key_node, yaml.ScalarNode):
-                found.append(KeyProblem(pos, loc, "a mapping key must be plain text; write `key: value`"))
+                found.append(KeyProblem(pos, loc, "a mapping key must be plain text; write `key: value`", True))
                 continue
             key = key_node.value
             if key == "<<":
@@ -85,6 +88,7 @@ def key_problems(node: yaml.Node | None) -> list[KeyProblem]:
                     pos, loc + (key,),
                     f"key {key!r} is read as {_TAG_NAMES.get(key_node.tag, 'non-text')}, not text; "
                     f"quote it (\"{key}\":) or use a name",
+                    True,
                 ))
             elif key in first:
                 found.append(KeyProblem(
@@ -93,6 +97,61 @@ def key_problems(node: yaml.Node | None) -> list[KeyProblem]:
             else:
                 first[key] = pos
     return sorted(found, key=lambda p: (p.pos.line, p.pos.col))
+
+
+def tolerant_doc(text: str, path: Path) -> tuple[YamlDoc, list[KeyProblem]]:
+    """Data and positions of a file with key problems, and the problems, so checking can go on.
+
+    As PyYAML does, the last of duplicate keys wins; a key that is not text is kept as the text
+    written (so the schema reports it as unknown only if the caller does not skip it); a key that
+    is not a scalar is dropped. Raises ``yaml.YAMLError`` on a syntax error.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        doc = YamlDoc(path=path, data=None)
+        if node is None:
+            return doc, []
+        found = key_problems(node)
+        for _, mapping in list(_mappings(node)):
+            last: dict[str, int] = {}
+            for index, (key_node, _) in enumerate(mapping.value):
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                    last[key_node.value] = index
+            kept = []
+            for index, (key_node, value_node) in enumerate(mapping.value):
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                if key_node.value != "<<":
+                    if last[key_node.value] != index:
+                        continue
+                    key_node.tag = "tag:yaml.org,2002:str"
+                kept.append((key_node, value_node))
+            mapping.value = kept
+        _positions(node, (), doc, set())
+        doc.data = loader.construct_document(node)
+        return doc, found
+    finally:
+        loader.dispose()
+
+
+def _positions(node: yaml.Node, loc: Loc, doc: YamlDoc, seen: set[int]) -> None:
+    doc.values.setdefault(loc, Pos.of(node.start_mark))
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == "<<":
+                continue
+            doc.keys[loc + (key_node.value,)] = Pos.of(key_node.start_mark)
+            _positions(value_node, loc + (key_node.value,), doc, seen)
+    elif isinstance(node, yaml.ScalarNode):
+        if node.style is None:
+            doc.raw.setdefault(loc, node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _positions(item, loc + (index,), doc, seen)
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ class Limits:
     def __init__(self, config: ModelConfig, ceiling: int | None = None):
         self.fixed = "max_concurrency" in config.model_fields_set
         if self.fixed:
-            self.concurrency = AdaptiveConcurrency(config.max_concurrency)
+            self.concurrency = AdaptiveConcurrency(max(config.max_concurrency, ceiling or 0))
         else:  # the probe: one request until the provider has said what the account allows
             self.concurrency = AdaptiveConcurrency(max(ceiling or 0, ADAPTIVE_CEILING), start=1)
         self._probing = not self.fixed

@@ -28,6 +28,7 @@ from cai_engine.pipelines import aggregate
 from cai_engine.pipelines.candidates import CandidateGenerator, PairSpec
 from cai_engine.pipelines.verdict import read_verdict
 from cai_engine.prompts import judge as templates
+from cai_engine.sources import as_dicts
 
 RECORD_VERSION = 1
 
@@ -105,9 +106,11 @@ def _attempt_params(settings: JudgeSettings, rid: str, principle_id: str, order:
 
 
 async def judge_once(
-    engine: Engine, settings: JudgeSettings, rid: str, prompt: str, first: str, second: str, principle: Principle, order: str
+    engine: Engine, settings: JudgeSettings, rid: str, prompt: Any, first: str, second: str, principle: Principle, order: str
 ) -> tuple[dict[str, Any], Usage]:
-    """One judgment (one principle, one order), with retries on an unreadable reply."""
+    """One judgment (one principle, one order), with retries on an unreadable reply.
+
+    ``prompt``: the prompt string or the whole prompt conversation (the judge is shown all of it)."""
     question = templates.question_for(principle.judge, principle.critique)
     messages = templates.judge_messages(prompt, first, second, question, cot=settings.cot)
     usage = Usage()
@@ -144,6 +147,7 @@ def _base_record(spec: PairSpec, rid: str, settings: JudgeSettings, judge_spec: 
         "id": rid,
         "version": RECORD_VERSION,
         "prompt": spec.prompt,
+        "messages": as_dicts(spec.conversation),
         "origin": spec.origin,
         "candidates": candidates,
         "judge_model": judge_spec,
@@ -184,7 +188,7 @@ async def judge_pair(
 
     a, b = spec.a.text, spec.b.text
     jobs = [
-        judge_once(engine, settings, rid, spec.prompt, first, second, principle, order)
+        judge_once(engine, settings, rid, spec.conversation, first, second, principle, order)
         for principle in principles
         for order, first, second in (("ab", a, b), ("ba", b, a))
     ]

@@ -1,6 +1,9 @@
 """Critique -> revise: one prompt in, one revision record out (SL-CAI data).
 
-Per prompt: answer under the constitution's system prompt, then for each round sample
+Per prompt (a conversation that ends with the user's turn): answer it, with every earlier turn as
+context, under one system message that joins the constitution's system prompt and the
+conversation's own system message (constitution first, a blank line between; see
+:func:`cai_engine.sources.combined_system`), then for each round sample
 ``principles_per_round`` principles (seeded by the record id, so reruns and shards agree) and for
 each one ask for a critique and a revision, continuing the same conversation. Every raw request
 text, output, principle id, finish reason and token count is kept in the record, so a dataset can
@@ -12,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from cai_engine.constitution import Constitution
 from cai_engine.engine.engine import Engine
@@ -22,7 +25,7 @@ from cai_engine.engine.runner import RunSummary, run_items
 from cai_engine.errors import CaiError
 from cai_engine.models.base import ChatRequest, Message, SamplingParams, Usage
 from cai_engine.prompts import revise as templates
-from cai_engine.sources import PromptItem
+from cai_engine.sources import PromptItem, as_dicts, combined_system, conversation_key, split_system
 
 RECORD_VERSION = 1
 
@@ -69,8 +72,25 @@ class _Conversation:
     finish_reasons: list[str | None] = field(default_factory=list)
 
 
-def record_id(prompt: str, settings: ReviseSettings, model_spec: str) -> str:
-    return stable_hash({"prompt": prompt, **settings.fingerprint(model_spec)})
+PromptLike = str | Sequence[Any]  # a plain prompt, or a conversation (Turns, Messages or role/content dicts)
+
+
+def _conversation(prompt: PromptLike) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else as_dicts(prompt)
+
+
+def record_id(prompt: PromptLike, settings: ReviseSettings, model_spec: str) -> str:
+    """Hashes the whole conversation; a one-user-turn conversation hashes as its plain string."""
+    key = prompt if isinstance(prompt, str) else conversation_key(prompt)
+    return stable_hash({"prompt": key, **settings.fingerprint(model_spec)})
+
+
+def prompt_messages(prompt: PromptLike, constitution_system: str | None) -> tuple[list[Message], list[Message], Message]:
+    """``(system message (0 or 1), context turns, last user turn)`` of a prompt conversation."""
+    own_system, turns = split_system(_conversation(prompt))
+    system = combined_system(constitution_system, own_system)
+    messages = [Message(role=t["role"], content=t["content"]) for t in turns]  # type: ignore[arg-type]
+    return ([Message(role="system", content=system)] if system else []), messages[:-1], messages[-1]
 
 
 def _step_seed(settings: ReviseSettings, rid: str, step: int) -> int:
@@ -88,11 +108,11 @@ async def _ask(engine: Engine, conversation: _Conversation, params: SamplingPara
     return text
 
 
-async def revise_one(prompt: str, rid: str, engine: Engine, settings: ReviseSettings) -> dict[str, Any]:
-    """Run the full critique->revise loop for one prompt and return its record."""
+async def revise_one(prompt: PromptLike, rid: str, engine: Engine, settings: ReviseSettings) -> dict[str, Any]:
+    """Run the full critique->revise loop for one prompt (a string or a conversation) and return its record."""
     constitution = settings.constitution
     started = time.perf_counter()
-    system = [Message(role="system", content=constitution.system_prompt)] if constitution.system_prompt else []
+    system, context, user = prompt_messages(prompt, constitution.system_prompt)
     examples = [
         (ex, constitution.principle(ex.principle) if ex.principle else None)
         for ex in constitution.few_shot[: settings.few_shot]
@@ -106,10 +126,10 @@ async def revise_one(prompt: str, rid: str, engine: Engine, settings: ReviseSett
         step += 1
         return settings.params.model_copy(update={"seed": _step_seed(settings, rid, step), "n": 1})
 
-    conversation = _Conversation(messages=[*system, Message(role="user", content=prompt)])
+    conversation = _Conversation(messages=[*system, *context, user])
     initial = await _ask(engine, conversation, params_for_step(), "initial response")
-    # Critique/revision calls see the worked examples before the real exchange.
-    conversation.messages = [*system, *shots, Message(role="user", content=prompt), Message(role="assistant", content=initial)]
+    # Critique/revision calls see the worked examples before the real exchange (its context included).
+    conversation.messages = [*system, *shots, *context, user, Message(role="assistant", content=initial)]
 
     rounds: list[dict[str, Any]] = []
     current = initial
@@ -147,7 +167,8 @@ async def revise_one(prompt: str, rid: str, engine: Engine, settings: ReviseSett
         "id": rid,
         "status": "ok",
         "version": RECORD_VERSION,
-        "prompt": prompt,
+        "prompt": user.content,
+        "messages": _conversation(prompt),
         "system_prompt": constitution.system_prompt,
         "constitution": {"name": constitution.name, "version": constitution.version, "hash": constitution.hash},
         "model": engine.spec,
@@ -179,13 +200,14 @@ async def run_revise(
     with open_store(out_path) as store:
         return await run_items(
             prompts,
-            record_id=lambda item: record_id(item.text, settings, engine.spec),
-            worker=lambda item, rid: revise_one(item.text, rid, engine, settings),
+            record_id=lambda item: record_id(item.messages, settings, engine.spec),
+            worker=lambda item, rid: revise_one(item.messages, rid, engine, settings),
             store=store,
             concurrency=concurrency,
             retry_failed=retry_failed,
             failure_base=lambda item: {
                 "prompt": item.text,
+                "messages": as_dicts(item.messages),
                 "model": engine.spec,
                 "constitution": {"name": settings.constitution.name, "hash": settings.constitution.hash},
             },

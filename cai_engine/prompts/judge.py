@@ -18,8 +18,11 @@ for the letter of the better option. Two choices matter for robustness:
 from __future__ import annotations
 
 import re
+from typing import Any, Sequence
 
 from cai_engine.models.base import Message
+
+SPEAKERS = {"system": "System", "user": "Human", "assistant": "Assistant"}
 
 LETTERS = ("A", "B")
 
@@ -59,11 +62,23 @@ def defang(text: str) -> str:
     return _TAG_LIKE.sub(lambda m: f"‹{m.group(1)}{m.group(2)}›", text)
 
 
-def render_user(prompt: str, first: str, second: str, question: str, cot: bool) -> str:
-    """The user turn: conversation, question, both candidates in their blocks, answer instruction."""
+def render_conversation(prompt: str | Sequence[Any]) -> str:
+    """The prompt as the judge reads it: ``Human: ...`` turns (``Assistant:``, ``System:``), blank-line
+    separated, every turn defanged. A plain string is one ``Human:`` turn."""
+    if isinstance(prompt, str):
+        return f"Human: {defang(prompt.strip())}"
+    turns = [(m["role"], m["content"]) if isinstance(m, dict) else (m.role, m.content) for m in prompt]
+    return "\n\n".join(f"{SPEAKERS.get(role, role)}: {defang(content.strip())}" for role, content in turns)
+
+
+def render_user(prompt: str | Sequence[Any], first: str, second: str, question: str, cot: bool) -> str:
+    """The user turn: conversation, question, both candidates in their blocks, answer instruction.
+
+    ``prompt`` is the prompt string or the whole prompt conversation; the candidates answer its last turn.
+    """
     return (
         "Consider the following conversation between a human and an AI assistant.\n\n"
-        f"<conversation>\nHuman: {defang(prompt.strip())}\n</conversation>\n\n"
+        f"<conversation>\n{render_conversation(prompt)}\n</conversation>\n\n"
         f"Question: {question}\n\n"
         f"<response_A>\n{defang(first.strip())}\n</response_A>\n\n"
         f"<response_B>\n{defang(second.strip())}\n</response_B>\n\n"
@@ -73,7 +88,7 @@ def render_user(prompt: str, first: str, second: str, question: str, cot: bool) 
     )
 
 
-def judge_messages(prompt: str, first: str, second: str, question: str, *, cot: bool = False) -> list[Message]:
+def judge_messages(prompt: str | Sequence[Any], first: str, second: str, question: str, *, cot: bool = False) -> list[Message]:
     """Messages for one judgment; ``first`` is shown as (A), ``second`` as (B)."""
     return [
         Message(role="system", content=JUDGE_SYSTEM),

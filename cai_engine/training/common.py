@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cai_engine.errors import CaiError, ConfigError
 
@@ -66,7 +66,26 @@ class StageConfig(BaseModel):
         200, ge=0,
         description="Keep a resumable checkpoint every N steps (newest only); a rerun into the same output_dir "
                     "resumes from it. 0 = no checkpoints (PPO never resumes: TRL's PPOTrainer cannot).")
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Where the trainer also reports metrics: tensorboard (event files under output_dir/trainer/runs/), "
+                    "wandb, trackio, mlflow, ... (the integration's package must be installed). metrics.jsonl is always "
+                    "written. Empty = nowhere else.")
+    push_to_hub: str | None = Field(
+        None, description="After training, push the saved adapter/model to this Hub repo (ORG/NAME); needs a token "
+                          "(HF_TOKEN or `hf auth login`). The local copy is kept whatever happens.")
+    hub_private: bool = Field(False, description="Create the push_to_hub repo as private.")
     trl_args: dict[str, Any] = Field(default_factory=dict, description="Extra TRL/TrainingArguments fields passed through.")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to_list(cls, value: Any) -> Any:
+        """``tensorboard`` or ``tensorboard,wandb`` (as ``--set`` writes it) or a YAML list; ``none`` = []."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return [v for v in value if v != "none"]
 
 
 class StageResult(BaseModel):
@@ -221,7 +240,7 @@ def build_trl_args(config_cls: type, config: StageConfig, stage_fields: dict[str
         "bf16": _bf16(config),
         "fp16": False,
         "gradient_checkpointing": config.gradient_checkpointing,
-        "report_to": "none",
+        "report_to": config.report_to or "none",
         **({"save_strategy": "steps", "save_steps": config.save_steps, "save_total_limit": 1}
            if config.save_steps else {"save_strategy": "no"}),
         "dataloader_num_workers": 0,
@@ -282,7 +301,16 @@ def save_trained(trainer: Any, tokenizer: Any, config: StageConfig, *, model: An
         model = model.merge_and_unload()
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    push_trained(out, config)
     return out
+
+
+def push_trained(model_dir: Path, config: StageConfig) -> None:
+    """``push_to_hub``: upload the saved adapter/model (the local copy stays either way)."""
+    if config.push_to_hub:
+        from cai_engine.hub import push_folder
+
+        push_folder(model_dir, config.push_to_hub, repo_type="model", private=config.hub_private)
 
 
 def train_and_save(trainer: Any, tokenizer: Any, config: StageConfig, stage: str, extra: dict[str, Any] | None = None) -> "StageResult":

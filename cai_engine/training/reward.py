@@ -21,6 +21,7 @@ from cai_engine.training.common import (
     make_metrics_writer,
     peft_config,
     prepare_output,
+    push_trained,
     quantization_config,
     resolve_model_path,
     resume_checkpoint,
@@ -165,6 +166,7 @@ def train_reward(config: RewardStageConfig) -> StageResult:
     trained.config.pad_token_id = tokenizer.pad_token_id
     trained.save_pretrained(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
+    push_trained(model_dir, config)
     evaluation["train_pairs"] = len(train_set)
     (out / REWARD_EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
     with (out / "metrics.jsonl").open("a") as handle:
