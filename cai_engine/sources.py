@@ -555,14 +555,20 @@ class PromptCheck:
     first_bad: str | None = None
 
 
-def check_items(items: Iterable[PromptItem], where: str, tally: BadRows) -> PromptCheck:
-    """Count ``items`` (consuming them); no usable prompt at all is an error."""
+def check_items(items: Iterable[Any], where: str, tally: BadRows, what: str = "prompt") -> PromptCheck:
+    """Count ``items`` (consuming them); none usable at all is an error."""
     count = sum(1 for _ in items)
     tally.close()
     if count == 0:
         detail = f"; {tally.count} bad rows skipped, the first: {tally.first}" if tally.count else ""
-        raise CaiError(f"{where}: no usable prompt{detail}")
+        raise CaiError(f"{where}: no usable {what}{detail}")
     return PromptCheck(count=count, bad_rows=tally.count, first_bad=tally.first)
+
+
+def check_pairs(make: Callable[[Callable[[BadRow], None]], Iterable[Any]], where: str) -> PromptCheck:
+    """:func:`check_prompts` for a pairs reader: ``make(on_bad_row)`` returns the pair stream."""
+    tally = BadRows()
+    return check_items(make(tally.add), where, tally, what="pair")
 
 
 def check_prompts(

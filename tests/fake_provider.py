@@ -178,7 +178,7 @@ class FakeProvider:
     """State shared by all handler threads: counters, faults, files and batches."""
 
     def __init__(self, latency_s: float = 0.0, faults: Faults | None = None, api_key: str | None = None,
-                 quota: Quota | None = None, reply_words: int = 0, token_chars: int | None = None,
+                 quota: Quota | None = None, reply_words: int = 0, token_chars: float | None = None,
                  cache_machines: int = 4):
         self.latency_s = latency_s
         self.quota = quota
@@ -191,7 +191,9 @@ class FakeProvider:
         self._anthropic_cache: dict[bytes, float] = {}
         self._route_times: dict[bytes, collections.deque[float]] = {}
         self.ok_times: list[float] = []  # monotonic time of every answered chat/messages request
-        self.cache_control_seen: list[list[str]] = []  # per Anthropic request: where its breakpoints were
+        # Per Anthropic request: the roles of its blocks (system first) and which blocks had cache_control.
+        self.cache_control_seen: list[dict[str, list[Any]]] = []
+        self.prompt_cache_keys: list[str | None] = []  # per OpenAI chat request
         self.faults = faults or Faults()
         self.api_key = api_key  # when set, other keys get 401
         self.batch_delay_s = 0.0  # batches stay in_progress this long after creation
@@ -237,8 +239,11 @@ class FakeProvider:
 
     # ---- tokens, quota, prompt caches -------------------------------------------------------
     def tokens(self, text: str) -> list[str]:
+        """The text as tokens: words, or chunks of ``token_chars`` characters (may be fractional: 3.5)."""
         if self.token_chars:
-            return [text[i:i + self.token_chars] for i in range(0, len(text), self.token_chars)] or [""]
+            step = self.token_chars
+            n = max(1, math.ceil(len(text) / step))
+            return [text[round(i * step):round((i + 1) * step)] for i in range(n)]
         return _words(text)
 
     def count(self, kind: str, n: int = 1) -> None:
@@ -298,6 +303,8 @@ class FakeProvider:
 
     def _openai_cached(self, req: dict[str, Any], prompt_tokens: int) -> int:
         """Cached prompt tokens for this request (and remember its prefixes), OpenAI style."""
+        with self.lock:
+            self.prompt_cache_keys.append(req.get("prompt_cache_key"))
         if prompt_tokens < 1024:
             return 0
         digest = hashlib.sha256()
@@ -359,7 +366,7 @@ class FakeProvider:
         now = time.monotonic()
         read = written = 0
         with self.lock:
-            self.cache_control_seen.append([blocks[i][0] for i in breakpoints])
+            self.cache_control_seen.append({"roles": [b[0] for b in blocks], "marked": breakpoints})
             hit = -1
             for b in breakpoints:
                 for j in range(b, max(-1, b - 20), -1):
@@ -794,7 +801,7 @@ def main() -> None:
     parser.add_argument("--tpm", type=int, help="enforce and report a tokens-per-minute quota")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of the per-minute rate a bucket holds")
     parser.add_argument("--reply-words", type=int, default=0, help="pad replies to this many words")
-    parser.add_argument("--token-chars", type=int, help="characters per token (default: one token per word)")
+    parser.add_argument("--token-chars", type=float, help="characters per token (default: one token per word)")
     args = parser.parse_args()
     quota = Quota(rpm=args.rpm, tpm=args.tpm, window_s=args.window) if (args.rpm or args.tpm) else None
     provider = FakeProvider(latency_s=args.latency, quota=quota, reply_words=args.reply_words,

@@ -162,7 +162,7 @@ def test_revision_and_file_sources(tmp_path: Path) -> None:
     assert (second.prompt, second.a.text, second.b.text, second.label, second.meta) == ("q2", "c", "r", "a", {"category": "k"})  # type: ignore[union-attr]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "q", "answer": "x"}) + "\n")
-    with pytest.raises(CaiError, match=r"bad.jsonl:1: a pair needs 'prompt'"):
+    with pytest.raises(CaiError, match=r"bad.jsonl: row 1: a pair needs 'prompt'"):
         list(file_pairs(bad))
     with pytest.raises(CaiError, match="is not KIND:PATH"):
         parse_pairs_from("pairs.jsonl")

@@ -28,8 +28,9 @@ principles:
     judge: Which response has fewer false claims?
   - id: vague
     critique: Critique the response and point out any problems.
-    revision: Rewrite the response to fix the problems you found in the tone.
-    judge: Which response is kinder?
+    revision: >-
+      Rewrite the response to fix the problems you found in the tone.
+        judge: Which response is kinder?
   - id: no_rewrite
     critique: Identify any medication dose that exceeds the label.
     revision: Explain in a sentence what is wrong with the dosing advice.
@@ -77,6 +78,8 @@ EXPECTED = {  # check -> (principle, field whose line the warning names)
     "judge-not-comparative": ("yes_no", "judge"),
     "no-few-shot": ("yes_no", "id"),
     "long-principle": ("wordy", "critique"),
+    "no-judge": ("vague", "id"),  # its judge line was indented into the revision block...
+    "key-in-block-text": ("vague", "judge"),  # ...which this one points at
 }
 
 
@@ -86,6 +89,11 @@ def _line_of(text: str, principle: str, field: str) -> int:
     if field == "id":
         return start + 1
     return next(i for i in range(start, len(lines)) if lines[i].strip().startswith(f"{field}:")) + 1
+
+
+def _col_of(text: str, line: int) -> int:
+    row = text.splitlines()[line - 1]
+    return len(row) - len(row.lstrip()) + 1
 
 
 def test_each_check_fires_once_with_principle_and_line(tmp_path: Path) -> None:

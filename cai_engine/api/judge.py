@@ -2,8 +2,9 @@
 
 The one code path behind ``cai judge`` and ``cai judge-eval``; keyword names are the CLI's long
 option names. ``pairs_from`` is ``revisions:OUT``, ``samples:PROMPTS``, ``models:PROMPTS`` or
-``file:PAIRS.jsonl`` as on the CLI, or a list of ``{"prompt", "chosen", "rejected"}`` /
-``{"prompt", "a", "b"}`` dicts.
+``file:PAIRS`` as on the CLI (PROMPTS and PAIRS: any prompt source, ``hf:NAME_OR_DIR`` included),
+or a list of ``{"prompt", "chosen", "rejected"}`` / ``{"prompt", "a", "b"}`` dicts. Prompts may be
+conversations (``messages`` lists, HH transcripts); every row is checked before the first request.
 """
 
 from __future__ import annotations
@@ -62,11 +63,14 @@ class _Plan:
 
     def __init__(self, pairs_from: str | list[dict[str, Any]], out: Path, *, policy_model: str | None,
                  policy_config: Path | None, model_b: str | None, temperature: float, column: str | None,
-                 limit: int | None, shard: bool):
+                 limit: int | None, shard: bool, read: dict[str, Any] | None = None):
         from cai_engine.engine.factory import load_model_config
         from cai_engine.engine.records import count_latest
         from cai_engine.pipelines import candidates as cands
-        from cai_engine.sources import count_prompts
+        from cai_engine.sources import check_pairs, check_prompts
+
+        read = read or {}
+        self.bad_rows = 0
 
         if isinstance(pairs_from, list):
             pairs_from = f"file:{_pairs_file(pairs_from, out)}"
@@ -88,9 +92,10 @@ class _Plan:
                 update={"temperature": temperature if kind == "samples" else self.policy.defaults.temperature})
 
             def pairs(recipe: dict[str, Any]) -> Any:
-                return cands.prompt_pairs(kind, path, recipe, column, limit)
+                return cands.prompt_pairs(kind, path, recipe, column, limit, **read)
 
-            total = count_prompts(path, column, limit)
+            checked = check_prompts(path, column, limit, **read)  # every row checked before the first request
+            total, self.bad_rows = checked.count, checked.bad_rows
             self.source = pairs
         elif kind == "revisions":
             self.source = cands.revision_pairs(path, limit)
@@ -98,8 +103,10 @@ class _Plan:
             total = count_latest(records, "ok") if records.exists() else 0
             total = min(total, limit) if limit is not None else total
         else:
-            self.source = cands.file_pairs(path, limit)
-            total = sum(1 for _ in cands.file_pairs(path, limit))
+            self.source = cands.file_pairs(path, limit, column=column, **read)
+            checked = check_pairs(lambda on_bad_row: cands.file_pairs(path, limit, column=column, on_bad_row=on_bad_row,
+                                                                      **read), str(path))
+            total, self.bad_rows = checked.count, checked.bad_rows
         self.total = None if shard else total
 
 
@@ -168,7 +175,7 @@ def _judge_call(pairs_from: str | list[dict[str, Any]], constitution: Any, out: 
                 no_logprobs: bool, column: str | None, limit: int | None, concurrency: int | None,
                 max_tokens: int | None, temperature: float, seed: int, retry_failed: bool, batch: bool,
                 shard: str | None, progress: ProgressOption,
-                new_settings: bool = False) -> tuple[Callable[[Session], Any], Path]:
+                new_settings: bool = False, read: dict[str, Any] | None = None) -> tuple[Callable[[Session], Any], Path]:
     from cai_engine.api.constitution import load_constitution
     from cai_engine.api.revise import _out_dir
     from cai_engine.engine.factory import load_model_config
@@ -179,16 +186,19 @@ def _judge_call(pairs_from: str | list[dict[str, Any]], constitution: Any, out: 
     judge_cfg = load_model_config(judge_model, Path(judge_config) if judge_config else None)
     plan = _Plan(pairs_from, out_dir, policy_model=policy_model,
                  policy_config=Path(policy_config) if policy_config else None, model_b=model_b,
-                 temperature=temperature, column=column, limit=limit, shard=shard is not None)
+                 temperature=temperature, column=column, limit=limit, shard=shard is not None, read=read)
     manifest = {"pairs_from": plan.pairs_from, "shard": shard,
+                "prompt_options": {"column": column, **(read or {}), "bad_rows_skipped": plan.bad_rows},
                 "judge_model": judge_cfg.model_dump(mode="json", exclude={"api_key_file"})}
 
-    def body(session: Session) -> Any:
-        return judge_in_session(
+    async def body(session: Session) -> Any:
+        result = await judge_in_session(
             session, plan.source, plan.total, out_dir, settings, judge_cfg, what=f"judge {loaded.name}",
             policy=plan.policy, model_b=plan.second, kind=plan.kind, gen_params=plan.gen_params,
             concurrency=concurrency, retry_failed=retry_failed, manifest=manifest, batch=batch, shard=shard,
             progress=resolve_progress(progress), new_settings=new_settings)
+        result.bad_rows = plan.bad_rows  # rows skipped by skip_bad_rows
+        return result
 
     return body, out_dir
 
@@ -201,14 +211,18 @@ def judge(
     column: str | None = None, limit: int | None = None, concurrency: int | None = None,
     max_tokens: int | None = None, temperature: float = 1.0, seed: int = 0, retry_failed: bool = False,
     no_cache: bool = False, max_cost: float | None = None, batch: bool = False, shard: str | None = None,
-    grace: float = 30.0, new_settings: bool = False, progress: ProgressOption = True,
+    grace: float = 30.0, new_settings: bool = False, format: str = "auto", split: str | None = None,
+    streaming: bool = False, skip_bad_rows: bool = False, progress: ProgressOption = True,
     with_dataset: bool = True,
 ) -> Result:
-    """Judge pairs of answers in both orders into ``OUT/pairs.jsonl`` (resumable); returns the pair records."""
+    """Judge pairs of answers in both orders into ``OUT/pairs.jsonl`` (resumable); returns the pair records.
+
+    ``format``/``split``/``streaming``/``skip_bad_rows`` read the prompts (or pairs) as for :func:`revise`."""
+    read = {"format": format, "split": split, "streaming": streaming, "skip_bad_rows": skip_bad_rows}
     body, out_dir = _judge_call(pairs_from, constitution, out, judge_model, judge_config, policy_model, policy_config,
                                 model_b, principles_per_judgment, cot, cot_clamp, no_logprobs, column, limit,
                                 concurrency, max_tokens, temperature, seed, retry_failed, batch, shard, progress,
-                                new_settings)
+                                new_settings, read)
     result = run_sync("judge", body, out_dir=out_dir, max_cost_usd=max_cost, use_cache=not no_cache, grace_s=grace)
     if with_dataset:
         result.dataset = records_dataset(out_dir / RECORDS_FILE)
@@ -223,12 +237,15 @@ async def ajudge(
     column: str | None = None, limit: int | None = None, concurrency: int | None = None,
     max_tokens: int | None = None, temperature: float = 1.0, seed: int = 0, retry_failed: bool = False,
     no_cache: bool = False, max_cost: float | None = None, batch: bool = False, shard: str | None = None,
+    format: str = "auto", split: str | None = None, streaming: bool = False, skip_bad_rows: bool = False,
     progress: ProgressOption = True, with_dataset: bool = True,
 ) -> Result:
     """:func:`judge` inside a running event loop (``await cai_engine.ajudge(...)``)."""
+    read = {"format": format, "split": split, "streaming": streaming, "skip_bad_rows": skip_bad_rows}
     body, out_dir = _judge_call(pairs_from, constitution, out, judge_model, judge_config, policy_model, policy_config,
                                 model_b, principles_per_judgment, cot, cot_clamp, no_logprobs, column, limit,
-                                concurrency, max_tokens, temperature, seed, retry_failed, batch, shard, progress)
+                                concurrency, max_tokens, temperature, seed, retry_failed, batch, shard, progress,
+                                read=read)
     result = await run_async(body, out_dir=out_dir, max_cost_usd=max_cost, use_cache=not no_cache)
     if with_dataset:
         result.dataset = records_dataset(out_dir / RECORDS_FILE)
@@ -241,20 +258,33 @@ def judge_eval(
     principles_per_judgment: int | None = None, cot: bool = False, cot_clamp: str | tuple[float, float] = "0.4,0.6",
     no_logprobs: bool = False, limit: int | None = None, concurrency: int | None = None, seed: int = 0,
     retry_failed: bool = False, no_cache: bool = False, max_cost: float | None = None, grace: float = 30.0,
-    progress: ProgressOption = True,
+    column: str | None = None, format: str = "auto", split: str | None = None, streaming: bool = False,
+    skip_bad_rows: bool = False, progress: ProgressOption = True,
 ) -> dict[str, Any]:
-    """Measure a judge against human labels; returns the report (also written to OUT as JSON/Markdown/PNG)."""
+    """Measure a judge against human labels; returns the report (also written to OUT as JSON/Markdown/PNG).
+
+    ``labels``: any pairs source with ``chosen``/``rejected`` (JSONL, parquet, ``hf:NAME_OR_DIR``, e.g.
+    ``hf:Anthropic/hh-rlhf`` whose whole transcripts share their prompt)."""
     from cai_engine.api.constitution import load_constitution
     from cai_engine.engine.factory import load_model_config
     from cai_engine.engine.records import iter_latest
     from cai_engine.evaluation.judge_eval import SHIPPED_LABELS, evaluate, write_report
     from cai_engine.pipelines.candidates import file_pairs
     from cai_engine.pipelines.judge import pair_id
+    from cai_engine.sources import BadRows, is_hf_spec
 
-    labels_path = Path(labels) if labels is not None else SHIPPED_LABELS
-    if not labels_path.exists():
+    labels_path: Any = Path(labels) if labels is not None else SHIPPED_LABELS
+    if is_hf_spec(str(labels_path)):
+        labels_path = str(labels_path)
+    elif not labels_path.exists():
         raise CaiError(f"labels file {labels_path} not found; pass --labels FILE (JSONL of prompt/chosen/rejected)")
-    specs = list(file_pairs(labels_path, limit))
+    tally = BadRows()
+    specs = list(file_pairs(labels_path, limit, column=column, format=format, split=split, streaming=streaming,
+                            skip_bad_rows=skip_bad_rows, on_bad_row=tally.add))
+    tally.close()
+    if not specs:
+        raise CaiError(f"{labels_path}: no usable labelled pair" + (f"; {tally.count} bad rows skipped, the first: {tally.first}"
+                                                                     if tally.count else ""))
     if any(s.label is None for s in specs):
         raise CaiError(f"{labels_path}: every row of a labels file needs 'chosen' and 'rejected' (the human-preferred answer first)")
     out_dir = Path(out)
@@ -271,5 +301,7 @@ def judge_eval(
     records = [r for r in iter_latest(out_dir / RECORDS_FILE) if r["id"] in wanted]
     report = {"judge_model": judge_cfg.spec, "constitution": f"{loaded.name}@{loaded.hash}", "labels": str(labels_path),
               **evaluate(records, seed=seed)}
+    if tally.count:
+        report["bad_rows_skipped"] = tally.count
     report["paths"] = {k: str(v) for k, v in write_report(report, out_dir).items()}
     return report

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cai_engine.api.inputs import Prompts, count_prompt_items, describe, iter_prompt_items, source_of
+from cai_engine.api.inputs import Prompts, check_prompt_items, describe, iter_prompt_items, source_of
 from cai_engine.api.loop import run_async, run_sync
 from cai_engine.api.progress import ProgressOption, resolve_progress
 from cai_engine.api.result import Result, records_dataset
@@ -57,13 +57,17 @@ def _prepare(prompts: Prompts, constitution: Any, model: str, model_config: Path
 
 async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded: Any, config: Any, settings: Any,
                        column: str | None, limit: int | None, concurrency: int | None, retry_failed: bool,
-                       batch: bool, shard: str | None, progress: Any, new_settings: bool = False) -> Result:
+                       batch: bool, shard: str | None, progress: Any, new_settings: bool = False,
+                       format: str = "auto", split: str | None = None, streaming: bool = False,
+                       skip_bad_rows: bool = False) -> Result:
     from cai_engine.engine.runner import parse_shard
     from cai_engine.manifest import write_manifest
     from cai_engine.pipelines.revise import run_revise
 
     shard_spec = parse_shard(shard)
-    total = None if shard_spec else count_prompt_items(prompts, column, limit)
+    read = {"format": format, "split": split, "streaming": streaming, "skip_bad_rows": skip_bad_rows}
+    checked = check_prompt_items(prompts, column, limit, **read)  # every row checked before the first request
+    total = None if shard_spec else checked.count
     engine = session.engine(config, batch_dir=out / "batches" if batch else None)
     session.stamp["settings_id"] = claim(out, "revise", {**settings.fingerprint(engine.spec), "prompts": source_of(prompts)},
                                          new_settings=new_settings)
@@ -71,7 +75,7 @@ async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded:
     try:
         with progress(f"revise {loaded.name}", total, [engine]) as bar:
             summary = await run_revise(
-                iter_prompt_items(prompts, column, limit), engine=engine, settings=settings,
+                iter_prompt_items(prompts, column, limit, **read), engine=engine, settings=settings,
                 out_path=out / RECORDS_FILE, concurrency=concurrency or engine.suggested_concurrency,
                 retry_failed=retry_failed, on_record=bar.record, on_skip=bar.skip, shard=shard_spec,
             )
@@ -79,6 +83,7 @@ async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded:
         write_manifest(out, "revise", {
             "constitution": {"name": loaded.name, "hash": loaded.hash, "source": str(loaded.source_path)},
             "prompts": describe(prompts),
+            "prompt_options": {"column": column, **read, "bad_rows_skipped": checked.bad_rows},
             "model": config.model_dump(mode="json", exclude={"api_key_file"}),
             "settings": {"rounds": settings.rounds, "principles_per_round": settings.principles_per_round,
                          "few_shot": settings.few_shot, "seed": settings.seed, "shard": shard},
@@ -86,8 +91,10 @@ async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded:
             "budget": session.ledger.snapshot(),
             "wall_s": round(time.perf_counter() - started, 2),
         })
-    return Result(dataset=None, out=out, summary=summary, stats=[engine.stats.model_dump()],
-                  budget=session.ledger.snapshot())
+    result = Result(dataset=None, out=out, summary=summary, stats=[engine.stats.model_dump()],
+                    budget=session.ledger.snapshot())
+    result.bad_rows = checked.bad_rows  # type: ignore[attr-defined]  # rows skipped by skip_bad_rows
+    return result
 
 
 def _args(prompts: Prompts, constitution: Any, model: str, model_config: Path | str | None, out: Path | str | None,
@@ -115,12 +122,16 @@ def revise(
     limit: int | None = None, concurrency: int | None = None, max_tokens: int | None = None,
     temperature: float | None = None, seed: int = 0, retry_failed: bool = False, no_cache: bool = False,
     max_cost: float | None = None, batch: bool = False, shard: str | None = None, grace: float = 30.0,
-    new_settings: bool = False, progress: ProgressOption = True, with_dataset: bool = True,
+    new_settings: bool = False, format: str = "auto", split: str | None = None, streaming: bool = False,
+    skip_bad_rows: bool = False, progress: ProgressOption = True, with_dataset: bool = True,
 ) -> Result:
     """Answer each prompt, critique the answer against sampled principles, and revise it.
 
-    ``prompts``: a list (strings or ``messages`` lists or dict rows), a prompt file, or a
-    ``datasets.Dataset``. ``out``: the output folder (``revisions.jsonl``, ``manifest.json``,
+    ``prompts``: a list (strings, ``messages`` lists or dict rows), a prompt file, an
+    ``hf:NAME_OR_DIR[:CONFIG]`` spec (``split``, ``streaming``), or a ``datasets.Dataset``; each
+    prompt is a string, a ``messages`` list or an HH transcript (detected per row, or ``format``
+    ``text|messages|hh``), see ``docs/data.md``. Every row is checked before the first request;
+    ``skip_bad_rows`` skips bad rows with a warning (their count is ``result.bad_rows``). ``out``: the output folder (``revisions.jsonl``, ``manifest.json``,
     ``ledger.json``, ``settings.json``); rerunning into it resumes; without it a fresh folder under
     ``CAI_HOME`` is used. A rerun with other settings is refused unless ``new_settings=True``. Returns a :class:`~cai_engine.api.result.Result` (a Dataset of the records + figures).
     """
@@ -128,7 +139,8 @@ def revise(
                           max_tokens, temperature, seed, no_cache, max_cost, grace)
     result = run_sync("revise", lambda s: _revise_body(
         s, **body, column=column, limit=limit, concurrency=concurrency, retry_failed=retry_failed, batch=batch,
-        shard=shard, progress=resolve_progress(progress), new_settings=new_settings), **session)
+        shard=shard, progress=resolve_progress(progress), new_settings=new_settings, format=format, split=split,
+        streaming=streaming, skip_bad_rows=skip_bad_rows), **session)
     return _finish(result, with_dataset)
 
 
@@ -139,12 +151,14 @@ async def arevise(
     limit: int | None = None, concurrency: int | None = None, max_tokens: int | None = None,
     temperature: float | None = None, seed: int = 0, retry_failed: bool = False, no_cache: bool = False,
     max_cost: float | None = None, batch: bool = False, shard: str | None = None,
-    new_settings: bool = False, progress: ProgressOption = True, with_dataset: bool = True,
+    new_settings: bool = False, format: str = "auto", split: str | None = None, streaming: bool = False,
+    skip_bad_rows: bool = False, progress: ProgressOption = True, with_dataset: bool = True,
 ) -> Result:
     """:func:`revise` inside a running event loop (a notebook cell: ``await cai_engine.arevise(...)``)."""
     body, session = _args(prompts, constitution, model, model_config, out, rounds, principles_per_round, few_shot,
                           max_tokens, temperature, seed, no_cache, max_cost, 30.0)
     result = await run_async(lambda s: _revise_body(
         s, **body, column=column, limit=limit, concurrency=concurrency, retry_failed=retry_failed, batch=batch,
-        shard=shard, progress=resolve_progress(progress), new_settings=new_settings), **session)
+        shard=shard, progress=resolve_progress(progress), new_settings=new_settings, format=format, split=split,
+        streaming=streaming, skip_bad_rows=skip_bad_rows), **session)
     return _finish(result, with_dataset)

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "cai_engine.cli.judge",
     "cai_engine.cli.train",
     "cai_engine.cli.eval",
+    "cai_engine.cli.reward",
     "cai_engine.cli.workbench",  # after cai_engine.cli.constitution: adds lint/preview/diff to its group
 ]
 

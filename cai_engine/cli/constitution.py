@@ -47,31 +47,39 @@ def validate(
 ) -> None:
     """Check constitution files and print their principle count and content hash.
 
-    Problems are reported as `file:line:col: what is wrong; how to fix`; exit code 2 if any fails.
+    Every problem of a file is listed, one line each: `file:line:col: what is wrong; how to fix`
+    (a YAML syntax error stops the file there: the parser cannot read past it). Exit code 2 if
+    any file fails. Heuristic checks (a principle without a judge question, a key indented into
+    the text block above it, ...) are `cai constitution lint`'s.
 
     Example:
 
         cai constitution validate medical my_rules.yaml
     """
-    from cai_engine.constitution import load_constitution
+    from cai_engine.constitution import ConstitutionError, load_constitution
     from cai_engine.errors import CaiError
 
-    if len(files) == 1:  # one file: let the root handler print `error: ...` and exit 2
-        c = load_constitution(files[0])
-        typer.echo(f"ok {c.name} ({len(c.principles)} principles, hash {c.hash})")
-        return
     failed = 0
     for file in files:
         try:
             c = load_constitution(file)
+        except ConstitutionError as exc:
+            failed += 1
+            for problem in exc.problems:
+                sys.stderr.write(f"error: {problem}\n")
+            if len(exc.problems) > 1:
+                sys.stderr.write(f"{file}: {len(exc.problems)} problems; fix them and validate again\n")
+            continue
         except CaiError as exc:
             failed += 1
             sys.stderr.write(f"error: {exc}\n")
             continue
         typer.echo(f"ok {c.name} ({len(c.principles)} principles, hash {c.hash})")
-    if failed:
-        # A CaiError (not typer.Exit, which click swallows when not standalone) makes the root exit 2.
+    if failed and len(files) > 1:
+        # A CaiError makes the root print it and exit 2.
         raise CaiError(f"{failed} of {len(files)} constitution files failed validation; fix the errors above")
+    if failed:
+        raise typer.Exit(2)  # the problems are printed above; the root turns this into exit code 2
 
 
 @constitution_app.command("show")

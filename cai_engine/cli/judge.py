@@ -21,7 +21,9 @@ NoLogprobsOpt = Annotated[bool, typer.Option("--no-logprobs", help="Do not ask f
 
 def judge(
     constitution: opt.ConstitutionOpt,
-    pairs_from: Annotated[str, typer.Option("--pairs-from", help="revisions:OUT_DIR | samples:PROMPTS | models:PROMPTS | file:PAIRS.jsonl")],
+    pairs_from: Annotated[str, typer.Option("--pairs-from", help=(
+        "revisions:OUT_DIR | samples:PROMPTS | models:PROMPTS | file:PAIRS (PROMPTS/PAIRS: a file, a datasets dir "
+        "or hf:NAME_OR_DIR[:CONFIG])"))],
     out: opt.OutDir,
     judge_model: JudgeModel = "local/smollm2",
     judge_config: JudgeConfigFile = None,
@@ -33,6 +35,10 @@ def judge(
     cot_clamp: CotClampOpt = "0.4,0.6",
     no_logprobs: NoLogprobsOpt = False,
     column: opt.ColumnOpt = None,
+    format: opt.FormatOpt = "auto",
+    split: opt.SplitOpt = None,
+    streaming: opt.StreamingOpt = False,
+    skip_bad_rows: opt.SkipBadRowsOpt = False,
     limit: opt.LimitOpt = None,
     concurrency: opt.ConcurrencyOpt = None,
     max_tokens: opt.MaxTokensOpt = None,
@@ -64,9 +70,13 @@ def judge(
         principles_per_judgment=principles_per_judgment, cot=cot, cot_clamp=cot_clamp, no_logprobs=no_logprobs,
         column=column, limit=limit, concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, seed=seed,
         retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch, shard=shard, grace=grace,
-        new_settings=new_settings, progress=RunProgress, with_dataset=False,
+        new_settings=new_settings, format=format, split=split, streaming=streaming, skip_bad_rows=skip_bad_rows,
+        progress=RunProgress, with_dataset=False,
     )
+    from cai_engine.cli.revise import report_bad_rows
     from cai_engine.cli.summary import report_summary
+
+    report_bad_rows(getattr(result, "bad_rows", 0))
 
     report_summary(result.summary, out / "pairs.jsonl", max_failure_rate,
                    next_step=f"cai export dpo {out} --out {out / 'dpo'}")
@@ -74,7 +84,9 @@ def judge(
 
 def judge_eval(
     labels: Annotated[
-        Optional[Path], typer.Option("--labels", "-l", help="Human-labelled pairs: JSONL of prompt/chosen/rejected (default: the shipped set).")
+        Optional[Path], typer.Option("--labels", "-l", help=(
+            "Human-labelled pairs with prompt/chosen/rejected (or chosen/rejected whole transcripts): JSONL, parquet, "
+            "a datasets dir or hf:NAME_OR_DIR (default: the shipped set)."))
     ] = None,
     constitution: opt.ConstitutionOpt = "general",
     out: opt.OutDir = Path("out/judge-eval"),
@@ -91,6 +103,11 @@ def judge_eval(
     no_cache: opt.NoCacheOpt = False,
     max_cost: opt.MaxCostOpt = None,
     grace: opt.GraceOpt = 30.0,
+    column: opt.ColumnOpt = None,
+    format: opt.FormatOpt = "auto",
+    split: opt.SplitOpt = None,
+    streaming: opt.StreamingOpt = False,
+    skip_bad_rows: opt.SkipBadRowsOpt = False,
 ) -> None:
     """Measure a judge against human labels: agreement (bootstrap 95% CI), position consistency, length bias, calibration.
 
@@ -107,7 +124,8 @@ def judge_eval(
         labels, constitution=constitution, out=out, judge_model=judge_model, judge_config=judge_config,
         principles_per_judgment=principles_per_judgment, cot=cot, cot_clamp=cot_clamp, no_logprobs=no_logprobs,
         limit=limit, concurrency=concurrency, seed=seed, retry_failed=retry_failed, no_cache=no_cache,
-        max_cost=max_cost, grace=grace, progress=RunProgress,
+        max_cost=max_cost, grace=grace, column=column, format=format, split=split, streaming=streaming,
+        skip_bad_rows=skip_bad_rows, progress=RunProgress,
     )
     from rich.console import Console
     from rich.markdown import Markdown

@@ -12,9 +12,19 @@ ModelConfigFile = Annotated[
     Optional[Path], typer.Option("--model-config", help="YAML file of ModelConfig fields (base_urls, api_key_env, rpm, prices...).")
 ]
 ConstitutionOpt = Annotated[str, typer.Option("--constitution", "-c", help="Constitution YAML path or shipped name (general, medical, tutoring, customer_service, coding).")]
-PromptsOpt = Annotated[Path, typer.Option("--prompts", "-p", help="Prompt file: .jsonl/.csv/.tsv/.parquet/.txt or a datasets dir.")]
+PromptsOpt = Annotated[Path, typer.Option("--prompts", "-p", help=(
+    "Prompts: .jsonl/.json/.csv/.tsv/.parquet/.txt, a datasets dir, or hf:NAME_OR_DIR[:CONFIG] (a Hub dataset, "
+    "a local folder of parquet/JSON files); rows are strings, messages lists or HH transcripts (docs/data.md)."))]
 OutDir = Annotated[Path, typer.Option("--out", "-o", help="Output dir; rerunning into the same dir resumes.")]
-ColumnOpt = Annotated[Optional[str], typer.Option("--column", help="Prompt column (default: first of prompt/instruction/question/input/text).")]
+ColumnOpt = Annotated[Optional[str], typer.Option(
+    "--column", help="Prompt column (default: first of prompt/messages/conversations/instruction/question/input/text).")]
+FormatOpt = Annotated[str, typer.Option(
+    "--format", help="How to read each prompt: auto (per row), text (one user turn), messages (a list of turns), "
+    "hh (a 'Human: ... Assistant: ...' transcript, as in Anthropic/hh-rlhf).")]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Dataset split of an hf: source or datasets dir (default: train).")]
+StreamingOpt = Annotated[bool, typer.Option("--streaming", help="Stream an hf: dataset instead of downloading it first (read twice: check, then run).")]
+SkipBadRowsOpt = Annotated[bool, typer.Option(
+    "--skip-bad-rows", help="Skip unusable input rows with a warning (counted in the summary) instead of stopping.")]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N prompts.")]
 ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Items in flight at once (default: the model's max_concurrency).")]
 RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Redo records that failed in an earlier run.")]

@@ -21,6 +21,10 @@ def revise(
     ] = None,
     few_shot: Annotated[Optional[int], typer.Option("--few-shot", min=0, help="Few-shot examples to prepend (default: all).")] = None,
     column: opt.ColumnOpt = None,
+    format: opt.FormatOpt = "auto",
+    split: opt.SplitOpt = None,
+    streaming: opt.StreamingOpt = False,
+    skip_bad_rows: opt.SkipBadRowsOpt = False,
     limit: opt.LimitOpt = None,
     concurrency: opt.ConcurrencyOpt = None,
     max_tokens: opt.MaxTokensOpt = None,
@@ -43,6 +47,8 @@ def revise(
     Example:
 
         cai revise -c general -p prompts.jsonl -o out/demo --limit 8 --rounds 1
+
+        cai revise -c general -p hf:Anthropic/hh-rlhf/harmless-base --column chosen -o out/hh --limit 100
     """
     from cai_engine.api.revise import revise as api_revise
     from cai_engine.cli.progress import RunProgress
@@ -53,10 +59,20 @@ def revise(
         principles_per_round=principles_per_round, few_shot=few_shot, column=column, limit=limit,
         concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, seed=seed,
         retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch, shard=shard, grace=grace,
-        new_settings=new_settings, progress=RunProgress, with_dataset=False,
+        new_settings=new_settings, format=format, split=split, streaming=streaming, skip_bad_rows=skip_bad_rows,
+        progress=RunProgress, with_dataset=False,
     )
+    report_bad_rows(getattr(result, "bad_rows", 0))
     report_summary(result.summary, out / "revisions.jsonl", max_failure_rate,
                    next_step=f"cai export sft {out} --out {out / 'sft'}")
+
+
+def report_bad_rows(count: int) -> None:
+    """The summary line of ``--skip-bad-rows`` (each skipped row was a warning line already)."""
+    if count:
+        from cai_engine.cli.progress import console
+
+        console.print(f"[yellow]skipped {count} bad input row{'s' * (count != 1)}[/yellow] (--skip-bad-rows; see the warnings above)")
 
 
 def register(app: typer.Typer) -> None:

@@ -39,13 +39,17 @@ def redteam(
     max_tokens: opt.MaxTokensOpt = None,
     temperature: Annotated[float, typer.Option("--temperature", min=0, max=2, help="Sampling temperature (diversity).")] = 0.9,
     seed: opt.SeedOpt = 0,
+    no_filter: Annotated[bool, typer.Option("--no-filter", help="Keep prompts that fail the quality filter (duplicates are still dropped).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
 ) -> None:
     """Generate test prompts that target each principle: adversarial, borderline, and benign look-alikes.
 
     Benign look-alikes resemble the adversarial prompts but are harmless; a good policy answers
-    them, so they measure over-refusal. Prompts are deduplicated (exact and near-duplicate by
-    character n-gram Jaccard) across the whole file and tagged with principle_id and kind; the file
+    them, so they measure over-refusal. Every prompt passes a quality filter (length, mostly
+    letters, no template placeholders like [Your Name], no Subject:/e-mail scaffolding, no
+    timestamps like "22:38, May 2020", not in the assistant's voice) and is deduplicated (exact
+    and near-duplicate by character n-gram Jaccard) across the whole file; the command prints how
+    many it dropped for each reason. Kept prompts are tagged with principle_id and kind; the file
     feeds `cai revise --prompts` and `cai constitution preview --prompts`.
 
     Example:
@@ -56,7 +60,7 @@ def redteam(
     from cai_engine.constitution import load_constitution
     from cai_engine.engine.factory import build_engine, load_model_config
     from cai_engine.errors import CaiError
-    from cai_engine.workbench.redteam import KINDS, RedteamSettings, generate_redteam
+    from cai_engine.workbench.redteam import KINDS, PromptFilter, RedteamSettings, generate_redteam
 
     wanted = [k.strip() for k in kinds.split(",") if k.strip()]
     bad = [k for k in wanted if k not in KINDS]
@@ -72,7 +76,7 @@ def redteam(
     params = config.defaults.model_copy(update={"temperature": temperature, "top_p": 0.95, "max_tokens": max_tokens or 320})
     settings = RedteamSettings(
         n=n, kinds=wanted, per_call=per_call, max_attempts=max_attempts, threshold=similarity, params=params,
-        seed=seed, principle_ids=principle or None,
+        seed=seed, principle_ids=principle or None, filter=PromptFilter(enabled=not no_filter),
     )
     total = n * len(wanted) * (len(principle) if principle else len(loaded.principles))
 
@@ -94,11 +98,23 @@ def redteam(
         for record in result.records:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     by_kind = {k: sum(1 for r in result.records if r["kind"] == k) for k in wanted}
+    dropped = sum(result.dropped.values())
     console.print(
         f"[green]wrote[/green] {len(result.records)} prompts to {out} "
         f"({', '.join(f'{v} {k}' for k, v in by_kind.items())}); {result.calls} calls, "
-        f"{result.parsed} parsed, {result.duplicates} duplicates dropped"
+        f"{result.parsed} parsed, {dropped} dropped ({result.filtered} by the quality filter, "
+        f"{result.duplicates} duplicates)",
+        highlight=False,
     )
+    if dropped:
+        for reason, count in sorted(result.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
+            example = " ".join(result.examples[reason].split())
+            example = example if len(example) <= 70 else example[:67] + "..."
+            console.print(f"  dropped {count} {reason}: e.g. {json.dumps(example, ensure_ascii=False)}",
+                          highlight=False, markup=False, soft_wrap=True)
+    if result.filtered and result.filtered >= result.parsed / 2:
+        console.print(f"[yellow]{result.filtered} of {result.parsed} generated prompts failed the quality filter[/yellow]; "
+                      "use a stronger --model (or --no-filter to keep them)")
     if result.short:
         worst = ", ".join(f"{k} (-{v})" for k, v in list(result.short.items())[:5])
         console.print(f"[yellow]short of --n for {len(result.short)} principle/kind[/yellow]: {worst}; raise --max-attempts or use a stronger --model")

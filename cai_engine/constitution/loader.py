@@ -265,21 +265,34 @@ def _merge_into(merged: _Merged, doc: YamlDoc, parsed: ConstitutionFile | None) 
         merged.few_shot.append((ex, ref if isinstance(ref, str) else None, (doc, ("few_shot", index, "principle"), False)))
 
 
+def _lost_key(doc: YamlDoc, key: str) -> str | None:
+    """``what; fix`` when a top-level ``key:`` line was indented into a block scalar above it."""
+    try:
+        text = doc.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError):
+        return None
+    for found in swallowed_keys(text, schema_keys):
+        if found.map_loc == () and found.key == key and not found.present and not found.item:
+            return f"{found.describe()}; {found.hint()}"
+    return None
+
+
 def _check_chain(merged: _Merged, problems: ProblemList) -> None:
     """Checks that need the whole ``extends`` chain, pointing at the file and line that set the value."""
     root = merged.root
     if root is None or not merged.chain_ok:
         return
     if "name" not in merged.scalars and not merged.name_guessed:
-        problems.add(Problem.at(root, (), "missing required key 'name'; add `name: my-constitution` at the top level"))
+        fix = _lost_key(root, "name") or "add `name: my-constitution` at the top level"
+        problems.add(Problem.at(root, (), f"missing required key 'name'; {fix}"))
     if not merged.ids_known:
         return  # a principle without a readable id: counts and references would mislead
     if not merged.principles:
         doc, loc, key = merged.principles_at or (root, (), False)
-        problems.add(Problem.at(doc, loc, (
-            "the constitution has no principles; add a `principles:` list with at least one "
-            "principle (id, critique, revision)"
-        ), key=key))
+        fix = (merged.principles_at is None and _lost_key(root, "principles")) or (
+            "add a `principles:` list with at least one principle (id, critique, revision)"
+        )
+        problems.add(Problem.at(doc, loc, f"the constitution has no principles; {fix}", key=key))
         return
     n = len(merged.principles)
     for name in ("principles_per_round", "principles_per_judgment"):

@@ -188,7 +188,7 @@ class SwallowedKey:
                 f"line {self.line} inside the {block} looks like a new item `- {self.key}:` but is part of "
                 f"the {self.scalar_key} text; the item it starts is lost"
             )
-        lost = "" if self.present else f"; the mapping has no `{self.key}` key, its line became text"
+        lost = "" if self.present else f", so `{self.key}` is not set"
         return f"line {self.line} inside the {block} looks like the key `{self.key}:` but is part of the {self.scalar_key} text{lost}"
 
 

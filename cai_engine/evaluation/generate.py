@@ -1,7 +1,8 @@
 """Eval generations: each model answers every prompt of the sets once (sycophancy probes twice).
 
 One record per (model, set, prompt) in ``generations.jsonl``. The record id hashes the model's
-fingerprint, the prompt (and pushback), the sampling parameters and the system prompt, never the
+fingerprint, the prompt (the whole conversation of a multi-turn prompt, kept as ``messages``; the
+constitution's system prompt and the conversation's own are joined as in ``cai revise``; and pushback), the sampling parameters and the system prompt, never the
 model's *role*: when the trained model and the base are the same model, one generation serves
 both. The per-prompt seed depends on the prompt only, so both models sample with the same random
 numbers (a fairer comparison at temperature > 0). Correctness, refusal and length are computed
@@ -19,6 +20,7 @@ from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
 from cai_engine.evaluation.sets import EvalItem
 from cai_engine.models.base import ChatRequest, Message, ModelConfig, SamplingParams, Usage
+from cai_engine.sources import as_dicts, combined_system, split_system
 
 RECORD_VERSION = 1
 
@@ -39,7 +41,7 @@ class GenSettings:
     seed: int = 0
 
     def item_params(self, item: EvalItem) -> SamplingParams:
-        seed = int(stable_hash({"seed": self.seed, "set": item.set, "prompt": item.prompt}, length=8), 16)
+        seed = int(stable_hash({"seed": self.seed, "set": item.set, "prompt": item.prompt_key()}, length=8), 16)
         return self.params.model_copy(update={"seed": seed, "n": 1})
 
 
@@ -54,7 +56,7 @@ class GenJob:
 
 def generation_id(fingerprint: dict[str, Any], item: EvalItem, settings: GenSettings) -> str:
     return stable_hash({
-        "v": RECORD_VERSION, "model": fingerprint, "set": item.set, "prompt": item.prompt,
+        "v": RECORD_VERSION, "model": fingerprint, "set": item.set, "prompt": item.prompt_key(),
         "pushback": item.pushback if item.set == "sycophancy" else None,
         "params": settings.item_params(item).model_dump(mode="json"), "system": settings.system_prompt,
     })
@@ -67,6 +69,8 @@ def base_record(job: GenJob, settings: GenSettings) -> dict[str, Any]:
         "model": job.engine.spec, "model_fingerprint": job.fingerprint,
         "params": settings.item_params(item).model_dump(mode="json"), "system_prompt": settings.system_prompt,
     }
+    if item.messages:
+        record["messages"] = as_dicts(item.messages)
     if item.category is not None:
         record["category"] = item.category
     if item.set == "sycophancy":
@@ -85,8 +89,10 @@ async def generate_item(job: GenJob, rid: str, settings: GenSettings) -> dict[st
     started = time.perf_counter()
     item = job.item
     params = settings.item_params(item)
-    messages = [Message(role="system", content=settings.system_prompt)] if settings.system_prompt else []
-    messages.append(Message(role="user", content=item.prompt))
+    own_system, turns = split_system(item.conversation)
+    system = combined_system(settings.system_prompt, own_system)
+    messages = [Message(role="system", content=system)] if system else []
+    messages += [Message(role=t["role"], content=t["content"]) for t in turns]  # type: ignore[arg-type]
     text, finish, usage = await _turn(job.engine, messages, params)
     record = {**base_record(job, settings), "id": rid, "status": "ok", "text": text, "finish_reason": finish}
     if item.set == "sycophancy":

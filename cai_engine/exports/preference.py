@@ -2,10 +2,13 @@
 
 Columns (the training stages read exactly these):
 
-* ``prompt``: ``[{"role": "user", "content": ...}]``, the user turn only. The constitution's
-  system prompt is *not* included: as for SFT, the trained model should behave well without being
-  told the principles. The card records the system prompt the candidates were generated under.
-* ``chosen`` / ``rejected``: ``[{"role": "assistant", "content": ...}]``.
+* ``prompt``: the prompt conversation as messages: the conversation's own system message (if it
+  has one), every context turn, and the last user turn (``[{"role": "user", "content": ...}]`` for
+  a single-turn prompt). The constitution's system prompt is *not* included: as for SFT, the
+  trained model should behave well without being told the principles. The card records the
+  system prompt the candidates were generated under.
+* ``chosen`` / ``rejected``: ``[{"role": "assistant", "content": ...}]``, the final assistant turn
+  (TRL's conversational preference format; ``train kto`` unpairs them with the same ``prompt``).
 * ``id``, ``confidence`` (the judge's P(chosen better), 0.5-1), ``consistent`` (position-consistent).
 * reward export only: ``margin`` = ``2 * confidence - 1`` in [0, 1], TRL RewardTrainer's optional
   per-pair margin (a confident preference asks for a larger reward gap, a coin flip for none).
@@ -27,6 +30,7 @@ from cai_engine.errors import CaiError
 from cai_engine.exports.common import LengthStats, NothingToExport, write_card, write_rows
 from cai_engine.exports.sft import resolve_records_file
 from cai_engine.pipelines.aggregate import LengthBalance, chosen_rejected, drop_reason, longer_won
+from cai_engine.sources import as_dicts, from_record
 
 Kind = Literal["dpo", "reward"]
 
@@ -50,7 +54,7 @@ def preference_row(record: dict[str, Any], kind: Kind) -> dict[str, Any] | None:
     chosen, rejected = pair
     row = {
         "id": record["id"],
-        "prompt": [{"role": "user", "content": record["prompt"]}],
+        "prompt": as_dicts(from_record(record)),
         "chosen": [{"role": "assistant", "content": chosen}],
         "rejected": [{"role": "assistant", "content": rejected}],
         "confidence": float(record["confidence"]),
@@ -213,7 +217,8 @@ def export_preference(
         "dropped": selection.dropped,
         "all_pairs": selection.all_pairs.figures(),
         "exported_pairs": selection.exported.figures(),
-        "system_prompt_note": "prompt holds the user turn only; the constitution's system prompt is not included",
+        "system_prompt_note": ("prompt holds the prompt conversation (its own system message, context turns, the last "
+                               "user turn); the constitution's system prompt is not included"),
     }
     if system_prompts:
         figures["candidate_system_prompts"] = system_prompts

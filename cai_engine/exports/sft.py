@@ -1,7 +1,14 @@
 """Revision records -> SFT dataset in TRL's conversational ``messages`` format.
 
+``messages`` = the prompt conversation (its own system message, every context turn, the last user
+turn) + the final revision as the assistant's turn, so multi-turn prompts train on the turns the
+answer depends on (TRL's assistant-only / completion-only loss trains on the last turn only).
+
 By default the constitution's system prompt is *not* part of the training conversation: the
-point of SL-CAI is that the fine-tuned model behaves well without being told the principles.
+point of SL-CAI is that the fine-tuned model behaves well without being told the principles. A
+conversation's own system message is data and stays. With ``with_system`` the one system message
+is the constitution's system prompt, a blank line, then the conversation's own (the message the
+policy was answered under; :func:`cai_engine.sources.combined_system`).
 
 The records stream from the file into the dataset (one pass); the card's figures are running counts.
 """
@@ -15,6 +22,7 @@ from typing import Any, Iterable, Iterator
 from cai_engine.engine.records import iter_latest
 from cai_engine.errors import CaiError
 from cai_engine.exports.common import LengthStats, write_card, write_rows
+from cai_engine.sources import combined_system, from_record, split_system
 
 
 def resolve_records_file(path: Path, filename: str) -> Path:
@@ -44,10 +52,10 @@ def sft_row(record: dict[str, Any], *, with_system: bool, drop_unchanged: bool) 
     """The SFT row of one ok revision record; None when ``drop_unchanged`` skips it."""
     if drop_unchanged and _unchanged(record):
         return None
-    messages = []
-    if with_system and record.get("system_prompt"):
-        messages.append({"role": "system", "content": record["system_prompt"]})
-    messages += [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["final_response"]}]
+    own_system, turns = split_system(from_record(record))
+    system = combined_system(record.get("system_prompt"), own_system) if with_system else own_system
+    messages = [{"role": "system", "content": system}] if system else []
+    messages += [*turns, {"role": "assistant", "content": record["final_response"]}]
     return {
         "id": record["id"],
         "messages": messages,
@@ -67,7 +75,7 @@ class SftFigures:
     """The card's figures, counted record by record."""
 
     def __init__(self) -> None:
-        self.ok = self.failed = self.rows = self.unchanged = 0
+        self.ok = self.failed = self.rows = self.unchanged = self.multi_turn = 0
         self.constitutions: set[str] = set()
         self.models: set[str] = set()
         self.initial_chars = LengthStats()
@@ -82,6 +90,7 @@ class SftFigures:
         self.constitutions.add(f"{record['constitution']['name']}@{record['constitution']['hash']}")
         self.models.add(record["model"])
         self.unchanged += _unchanged(record)
+        self.multi_turn += sum(m.get("role") != "system" for m in record.get("messages") or ()) > 1
         self.initial_chars.add(len(record["initial_response"]))
         self.final_chars.add(len(record["final_response"]))
         self.principle_uses.update(step["principle_id"] for step in record.get("rounds", []))
@@ -95,6 +104,7 @@ class SftFigures:
             "records_failed": self.failed,
             "rows_exported": self.rows,
             "unchanged_by_revision": self.unchanged,
+            "multi_turn_prompts": self.multi_turn,
             "with_system_prompt": with_system,
             "initial_chars": self.initial_chars.stats(),
             "final_chars": self.final_chars.stats(),
@@ -121,7 +131,8 @@ def export_sft(source: Path, out_dir: Path, *, with_system: bool = False, drop_u
     write_card(
         out_dir,
         title="cai-engine SFT revisions",
-        summary="Prompts with constitution-revised answers (critique -> revise), in TRL's conversational `messages` format.",
+        summary=("Prompts with constitution-revised answers (critique -> revise), in TRL's conversational `messages` "
+                 "format: the prompt conversation (context turns included) + the final revision as the last assistant turn."),
         figures=figures,
         columns=columns,
     )

@@ -10,7 +10,7 @@ interpreter caches on the string objects the pipelines reuse):
   earlier request continues that request's conversation and gets its key. OpenAI routes by
   ``prompt_cache_key`` (plus the first ~256 tokens), so one key per conversation keeps its calls
   on the cache that holds its prefix; the key is ``cai-`` + a sha256 of the conversation's first
-  request without its last turn, stable across processes.
+  request, so it is stable across processes and differs per record.
 * **shared prefixes**: the longest common run of leading messages of two conversation starts (the
   system prompt, the few-shot examples) is remembered as a boundary every later request that
   starts the same way gets a breakpoint at.
@@ -19,7 +19,8 @@ Anthropic caches only where ``cache_control`` marks a block (at most 4), and onl
 least the model's minimum length (:func:`anthropic_min_tokens`); :meth:`PrefixPlanner.breakpoints`
 picks the end of the conversation so far (everything before the final user turn: the previous
 call's request and reply, which the next call repeats), the learned shared boundaries and never the
-final turn itself, each only where the estimated prefix (characters / 4) reaches the minimum.
+final turn itself, each only where the estimated prefix (characters / 3.5, Anthropic's rule of
+thumb, + 4 per message) reaches the minimum; a breakpoint under it would be ignored by the API.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ _ANTHROPIC_MIN: dict[str, int] = {
 }
 ANTHROPIC_DEFAULT_MIN = 1024
 MAX_BREAKPOINTS = 4
-CHARS_PER_TOKEN = 4
+#: Anthropic's documented rule of thumb: a Claude token is about 3.5 English characters.
+ANTHROPIC_CHARS_PER_TOKEN = 3.5
 # Per-message framing tokens (role markers) in the estimate.
 _MESSAGE_OVERHEAD = 4
 
@@ -56,8 +58,8 @@ def anthropic_min_tokens(model_name: str) -> int:
     return _ANTHROPIC_MIN[best] if best is not None else ANTHROPIC_DEFAULT_MIN
 
 
-def estimate_tokens(text: str) -> int:
-    return len(text) // CHARS_PER_TOKEN + _MESSAGE_OVERHEAD
+def estimate_tokens(text: str, chars_per_token: float = ANTHROPIC_CHARS_PER_TOKEN) -> int:
+    return int(len(text) / chars_per_token) + _MESSAGE_OVERHEAD
 
 
 class PrefixPlanner:
@@ -97,7 +99,7 @@ class PrefixPlanner:
         else:
             self.started += 1
             digest = hashlib.sha256()
-            for m in messages[:-1] or messages:
+            for m in messages:
                 digest.update(m.role.encode())
                 digest.update(b"\0")
                 digest.update(m.content.encode("utf-8", "surrogatepass"))
@@ -120,7 +122,8 @@ class PrefixPlanner:
         if 0 < common < min(len(last), len(hashes)):
             self._remember(self._shared, hashes[common - 1], common, self.max_shared)  # type: ignore[arg-type]
 
-    def breakpoints(self, messages: Sequence[Message], min_tokens: int, hashes: list[int] | None = None) -> list[int]:
+    def breakpoints(self, messages: Sequence[Message], min_tokens: int, hashes: list[int] | None = None,
+                    chars_per_token: float = ANTHROPIC_CHARS_PER_TOKEN) -> list[int]:
         """Indices of ``messages`` to mark with ``cache_control``, at most 4, never the last one."""
         hashes = hashes if hashes is not None else self.prefix_hashes(messages)
         n = len(messages)
@@ -132,7 +135,7 @@ class PrefixPlanner:
         tokens = 0
         cumulative = []
         for m in messages[: n - 1]:
-            tokens += estimate_tokens(m.content)
+            tokens += estimate_tokens(m.content, chars_per_token)
             cumulative.append(tokens)
         for i in candidates:
             if cumulative[i] >= min_tokens and i not in chosen:

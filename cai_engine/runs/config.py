@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cai_engine.evaluation.config import METRICS, Metric
 from cai_engine.models.base import ModelConfig
@@ -28,10 +28,30 @@ class _Strict(BaseModel):
 
 
 class PromptSources(_Strict):
-    train: Path = Field(description="Prompts for revise/pairs/RL (jsonl/csv/parquet/txt or datasets dir).")
+    train: Path | str = Field(description=(
+        "Prompts for revise/pairs/RL: jsonl/csv/parquet/txt, a datasets dir, or hf:NAME_OR_DIR[:CONFIG] "
+        "(a Hub dataset or a local folder of parquet/JSON files; a local folder is relative to the config file)."))
     heldout: Path | None = Field(None, description="Held-out prompts for eval (default: the shipped eval set).")
-    column: str | None = Field(None, description="Prompt column name (default: prompt/instruction/question/...).")
+    column: str | None = Field(None, description="Prompt column name (default: prompt/messages/instruction/question/...).")
+    format: Literal["auto", "text", "messages", "hh"] = Field(
+        "auto", description="How each prompt is read: detected per row, or one user turn, a messages list, an HH transcript.")
+    split: str | None = Field(None, description="Split of an hf: dataset or datasets dir (default: train).")
+    streaming: bool = Field(False, description="Stream an hf: dataset instead of downloading it first.")
+    skip_bad_rows: bool = Field(False, description="Skip unusable prompt rows with a warning instead of stopping.")
     limit: int | None = Field(None, ge=1, description="Use only the first N training prompts.")
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _hf_or_path(cls, value: Any) -> Any:
+        """``hf:...`` stays a string (a dataset spec); anything else is a path."""
+        if isinstance(value, str):
+            return value if value.startswith("hf:") else Path(value)
+        return value
+
+    def reading(self) -> dict[str, Any]:
+        """How the sources read :attr:`train` (keyword arguments of ``cai_engine.sources.iter_prompts``)."""
+        return {"format": self.format, "split": self.split, "streaming": self.streaming,
+                "skip_bad_rows": self.skip_bad_rows}
 
 
 class RunModels(_Strict):
@@ -136,7 +156,7 @@ def load_run_config(path: Path, out_dir: Path | None = None) -> tuple[RunConfig,
         out_dir = _relative(base, config.out_dir or Path(config.name))
     else:
         config.out_dir = out_dir
-    config.prompts.train = _relative(base, config.prompts.train)
+    config.prompts.train = _relative_source(base, config.prompts.train)
     if config.prompts.heldout is not None:
         config.prompts.heldout = _relative(base, config.prompts.heldout)
     if config.constitution.endswith((".yaml", ".yml", ".json")):
@@ -147,4 +167,14 @@ def load_run_config(path: Path, out_dir: Path | None = None) -> tuple[RunConfig,
 def _relative(base: Path, path: Path) -> Path:
     """Paths in a run config are relative to the config file, so a run works from any cwd."""
     return path if path.is_absolute() else base / path
+
+
+def _relative_source(base: Path, source: Path | str) -> Path | str:
+    """A path, or an ``hf:`` spec whose folder is taken relative to the config file when it is one
+    there (else it is a Hub dataset id and stays as written)."""
+    if isinstance(source, Path):
+        return _relative(base, source)
+    name, sep, config = source[len("hf:"):].partition(":")
+    local = _relative(base, Path(name))
+    return f"hf:{local}{sep}{config}" if name and not Path(name).is_absolute() and local.exists() else source
 

@@ -87,13 +87,14 @@ async def stage_revise(ctx: RunContext) -> dict[str, Any]:
     out = ctx.stage_dir("revise")
     engine = ctx.engine(cfg.models.policy)
     try:
+        read = cfg.prompts.reading()
         summary = await _records_stage(
             ctx,
             "revise",
             [engine],
-            count_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit),
+            count_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit, **read),  # checks every row first
             lambda **cb: run_revise(
-                iter_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit),
+                iter_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit, **read),
                 engine=engine, settings=settings, out_path=out / "revisions.jsonl",
                 concurrency=cfg.generation.concurrency or cfg.models.policy.max_concurrency, **cb,
             ),
@@ -129,8 +130,10 @@ async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
             "samples", policy, ctx.params(temperature=cfg.pairs.sample_temperature),
             system_prompt=None, seed=cfg.generation.seed,
         )
-        pairs = prompt_pairs("samples", cfg.prompts.train, generator.recipe(), cfg.prompts.column, cfg.prompts.limit)
-        total = count_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit)
+        read = cfg.prompts.reading()
+        total = count_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit, **read)  # checks every row first
+        pairs = prompt_pairs("samples", cfg.prompts.train, generator.recipe(), cfg.prompts.column, cfg.prompts.limit,
+                             **read)
     settings = JudgeSettings(
         constitution=constitution,
         principles_per_judgment=cfg.pairs.principles_per_judgment or constitution.sampling.principles_per_judgment,

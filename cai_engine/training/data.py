@@ -3,8 +3,10 @@
 Accepted inputs: an export dir (``OUT/dataset/`` saved by ``save_to_disk``), a ``save_to_disk`` dir
 itself, or a ``.parquet`` / ``.jsonl`` / ``.json`` file. Formats (TRL conversational):
 
-- SFT: ``messages`` = [{role, content}, ...]
-- preference (DPO / ORPO / reward / KTO source): ``prompt`` = [{role: user, ...}] (system first allowed),
+- SFT: ``messages`` = [{role, content}, ...]: the prompt conversation (a system turn first allowed,
+  context turns) + the final assistant answer, which ``completion_only`` alone trains on
+- preference (DPO / ORPO / reward / KTO source): ``prompt`` = the prompt conversation as messages
+  (system first allowed, user/assistant context turns, ending with the user's turn),
   ``chosen`` / ``rejected`` = [{role: assistant, ...}], optional ``confidence``, ``consistent``, ``margin``, ``id``
 - RL prompts (PPO / GRPO / RLOO): the ``prompt`` column of a preference export, or ``messages`` of an SFT
   export minus its final assistant turn.
@@ -87,16 +89,16 @@ def load_sft(path: Path, *, stage: str = "sft", limit: int | None = None) -> Any
 
 
 def to_prompt_completion(ds: Any, path: Path) -> Any:
-    """``messages`` -> TRL prompt/completion: everything before the last assistant turn is the prompt."""
-    import datasets
-
-    rows = []
-    for messages in ds["messages"]:
-        turns = list(messages)
-        if len(turns) < 2 or turns[-1]["role"] != "assistant":
-            raise CaiError(f"dataset {path}: every conversation must end with an assistant turn after a prompt (set completion_only: false to train on whole texts)")
-        rows.append({"prompt": turns[:-1], "completion": turns[-1:]})
-    return datasets.Dataset.from_list(rows)
+    """``messages`` -> TRL prompt/completion: everything before the last assistant turn (the whole
+    context of a multi-turn conversation) is the prompt, the last assistant turn the completion.
+    Mapped on the Arrow table (rows are not gathered in a Python list)."""
+    rows = (m for batch in ds.select_columns(["messages"]).iter(batch_size=1000) for m in batch["messages"])
+    for n, messages in enumerate(rows, 1):
+        if len(messages) < 2 or messages[-1]["role"] != "assistant":
+            raise CaiError(f"dataset {path}: row {n}: every conversation must end with an assistant turn after a prompt "
+                           "(set completion_only: false to train on whole texts)")
+    return ds.map(lambda row: {"prompt": row["messages"][:-1], "completion": row["messages"][-1:]},
+                  remove_columns=list(ds.column_names))
 
 
 def load_preference(
@@ -112,6 +114,8 @@ def load_preference(
     require_columns(ds, PREFERENCE_COLUMNS, path=path, stage=stage, hint="use `cai export dpo` (or `cai export reward`) output")
     first = ds[0]
     _check_turns(first["prompt"], column="prompt", path=path, roles={"system", "user", "assistant"})
+    if first["prompt"][-1]["role"] != "user":
+        raise CaiError(f"dataset {path}: column 'prompt' must end with the user's turn (the turn chosen/rejected answer)")
     _check_turns(first["chosen"], column="chosen", path=path, roles={"assistant"})
     _check_turns(first["rejected"], column="rejected", path=path, roles={"assistant"})
     if min_confidence is not None:

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from cai_engine.constitution import Constitution
-from cai_engine.workbench.preview import PreviewItem, _clip
+from cai_engine.workbench.preview import PreviewItem, _clip, context_text
 from cai_engine.workbench.textsim import similarity
 
 PRINCIPLE_FIELDS = ("critique", "revision", "judge", "weight", "tags")
@@ -127,11 +127,12 @@ def render_diff(d: ConstitutionDiff, old: Constitution, new: Constitution, conso
 
 @dataclass
 class RevisionDiff:
-    """The same prompt revised under both constitutions."""
+    """The same prompt (``messages``: its whole conversation) revised under both constitutions."""
 
     prompt: str
     old: dict[str, Any]
     new: dict[str, Any]
+    messages: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -143,15 +144,16 @@ class RevisionDiff:
 
 
 def pair_up(old_items: list[PreviewItem], new_items: list[PreviewItem]) -> list[RevisionDiff]:
-    return [RevisionDiff(a.prompt, a.revision, b.revision) for a, b in zip(old_items, new_items)]
+    return [RevisionDiff(a.prompt, a.revision, b.revision, messages=a.messages) for a, b in zip(old_items, new_items)]
 
 
 def render_revision_diffs(diffs: list[RevisionDiff], console: Console, *, clip: int = 1000) -> None:
     for n, d in enumerate(diffs, 1):
-        title = f"[{n}/{len(diffs)}] {_clip(d.prompt, 200)}"
+        title = f"[{n}/{len(diffs)}] {_clip(d.prompt, 200)}" + (f" ({len(d.messages)} turns)" if len(d.messages) > 1 else "")
+        context = context_text(d.messages)
         if not d.ok:
             errors = [r.get("error", "failed") for r in (d.old, d.new) if r.get("status") != "ok"]
-            console.print(Panel(Text("; ".join(errors), style="red"), title=title, border_style="red"))
+            console.print(Panel(Group(context, Text("; ".join(errors), style="red")), title=title, border_style="red"))
             continue
         table = Table(expand=True, show_lines=True)
         table.add_column("old: " + ", ".join(r["principle_id"] for r in d.old["rounds"]), ratio=1, overflow="fold")
@@ -167,7 +169,7 @@ def render_revision_diffs(diffs: list[RevisionDiff], console: Console, *, clip: 
             + ("; unchanged" if d.old["final_response"] == d.new["final_response"] else ""),
             style="dim",
         )
-        console.print(Panel(table, title=title, title_align="left", subtitle=note, subtitle_align="left"))
+        console.print(Panel(Group(context, table), title=title, title_align="left", subtitle=note, subtitle_align="left"))
     ok = [d for d in diffs if d.ok]
     if ok:
         changed = sum(1 for d in ok if d.old["final_response"] != d.new["final_response"])

@@ -10,6 +10,13 @@ The checks are heuristics about what makes principles work in critique->revise a
   back instead of a new response, which then becomes SFT data.
 * ``judge-not-comparative`` - the pairwise judge asks "which of A and B"; a yes/no or absolute
   question ("Is the response safe?") leaves the letter to chance and position bias.
+* ``no-judge`` - a principle without a ``judge`` question is judged by a question derived from its
+  critique request ("Which response has fewer of the problems it describes?"), which is vaguer
+  than one written for the principle; often the key was lost to a YAML slip (next check).
+* ``key-in-block-text`` - a line inside a block scalar (``revision: >-`` or ``|``) that looks like a
+  key of the enclosing mapping (``judge: ...`` indented two spaces too far). YAML reads it as one
+  more line of the text: the key silently disappears and the text gains a line. The file still
+  validates when the lost key is optional, which is why only lint can catch it.
 * ``no-few-shot`` - a principle no few-shot example illustrates gets no worked example in its
   critique/revision calls (weak models copy the examples' shape).
 * ``long-principle`` - very long requests are followed worse by small models and cost tokens on
@@ -30,6 +37,8 @@ from typing import Iterable
 from pydantic import BaseModel, ConfigDict, Field
 
 from cai_engine.constitution import Constitution, load_constitution
+from cai_engine.constitution.loader import schema_keys
+from cai_engine.constitution.yaml_nodes import swallowed_keys
 from cai_engine.errors import CaiError
 from cai_engine.workbench.textsim import normalize, similarity
 from cai_engine.yamlfile import YamlDoc, read_yaml
@@ -44,6 +53,8 @@ CHECKS: dict[str, str] = {
     "critique-without-target": "critique requests that never say what to look for",
     "revision-without-rewrite": "revision requests that do not ask for a rewrite",
     "judge-not-comparative": "judge questions that do not compare two responses",
+    "no-judge": "principles without a judge question",
+    "key-in-block-text": "lines inside a block scalar (>- or |) that look like a key of the mapping around it",
     "no-few-shot": "principles that no few-shot example covers",
     "long-principle": "very long critique/revision/judge text",
 }
@@ -92,12 +103,13 @@ class LintWarning:
     """One finding: where it is, which principle, what is wrong and what to do."""
 
     code: str
-    principle_id: str
+    principle_id: str  # "" when the finding is not about a principle (then ``subject`` says what)
     path: str
     line: int
     col: int
     message: str
     fix: str
+    subject: str = ""  # e.g. "the top level", "few_shot[1]"; default: the principle
 
     @property
     def is_note(self) -> bool:
@@ -105,17 +117,18 @@ class LintWarning:
 
     def format(self) -> str:
         level = "note" if self.is_note else "warning"
-        return f"{self.path}:{self.line}:{self.col}: {level}[{self.code}] principle {self.principle_id!r}: {self.message}; {self.fix}"
+        about = f"principle {self.principle_id!r}" if self.principle_id else (self.subject or "file")
+        return f"{self.path}:{self.line}:{self.col}: {level}[{self.code}] {about}: {self.message}; {self.fix}"
 
     def to_dict(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in ("code", "principle_id", "path", "line", "col", "message", "fix")}
+        return {k: getattr(self, k) for k in ("code", "principle_id", "subject", "path", "line", "col", "message", "fix")}
 
 
 Locator = dict[str, tuple[YamlDoc, int]]  # principle id -> (file it is defined in, its index there)
 
 
-def locate_principles(path: Path) -> Locator:
-    """Which file and list index defines each principle, following ``extends`` (a child's wins)."""
+def extends_chain(path: Path) -> list[YamlDoc]:
+    """The file and the files it extends, child first (each read once)."""
     from cai_engine.constitution.loader import _resolve_extends  # same resolution as the loader
 
     chain: list[YamlDoc] = []
@@ -127,6 +140,12 @@ def locate_principles(path: Path) -> Locator:
         chain.append(doc)
         target = doc.data.get("extends") if isinstance(doc.data, dict) else None
         current = _resolve_extends(target, doc) if isinstance(target, str) else None
+    return chain
+
+
+def locate_principles(path: Path, chain: list[YamlDoc] | None = None) -> Locator:
+    """Which file and list index defines each principle, following ``extends`` (a child's wins)."""
+    chain = extends_chain(path) if chain is None else chain
     where: Locator = {}
     for doc in reversed(chain):  # parents first, so children overwrite
         items = doc.data.get("principles") if isinstance(doc.data, dict) else None
@@ -156,6 +175,10 @@ class _Reporter:
             pos = doc.pos(loc, key=field is not None)
             path, line, col = str(doc.path), pos.line, pos.col
         self.warnings.append(LintWarning(code, principle_id, path, line, col, message, fix))
+
+    def add_at(self, code: str, principle_id: str, subject: str, path: str, line: int, col: int, message: str, fix: str) -> None:
+        if code not in self.settings.ignore:
+            self.warnings.append(LintWarning(code, principle_id, path, line, col, message, fix, subject))
 
 
 def _content_words(text: str) -> list[str]:
@@ -204,6 +227,13 @@ def _check_principle(r: _Reporter) -> None:
                 f"the judge question does not compare two responses ({_clip(p.judge)!r})",
                 "ask 'Which response is more/less ...?' so the judge picks A or B",
             )
+        if p.judge is None:
+            r.add(
+                "no-judge", p.id, "id",
+                "the principle has no judge question, so pairs are judged by one derived from its critique "
+                "request ('Which response has fewer of the problems it describes?')",
+                "add `judge: Which response ...?` at the indentation of `critique:`",
+            )
         if p.id not in covered and "no-few-shot" not in s.ignore:
             r.add(
                 "no-few-shot", p.id, "id",
@@ -221,6 +251,38 @@ def _check_principle(r: _Reporter) -> None:
                 )
 
 
+def _check_block_text(r: _Reporter, chain: list[YamlDoc]) -> None:
+    """``key-in-block-text`` in every file of the chain, for the parts of it the constitution uses."""
+    for depth, doc in enumerate(chain):
+        try:
+            text = doc.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeError):
+            continue
+        data = doc.data if isinstance(doc.data, dict) else {}
+        for found in swallowed_keys(text, schema_keys):
+            loc = found.map_loc
+            pid, subject = "", "the top level"
+            if len(loc) >= 2 and loc[0] == "principles" and isinstance(loc[1], int):
+                item = data["principles"][loc[1]]
+                pid = item.get("id") if isinstance(item.get("id"), str) else ""
+                if pid and r.locator.get(pid, (None, None))[0] is not doc:
+                    continue  # a child file replaces this principle: its text is not used
+                subject = f"principles[{loc[1]}]"
+            elif loc:
+                subject = _describe(loc)
+            elif any(found.scalar_key in (d.data or {}) for d in chain[:depth]):
+                continue  # a child file sets this top-level text itself
+            r.add_at("key-in-block-text", pid, subject, str(doc.path), found.line, found.col,
+                     found.describe(), found.hint())
+
+
+def _describe(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def _clip(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -233,12 +295,15 @@ def lint_constitution(constitution: Constitution, settings: LintSettings | None 
     if unknown:
         raise CaiError(f"unknown lint check {unknown[0]!r} in --ignore; use one of: {', '.join(CHECKS)}")
     locator: Locator = {}
+    chain: list[YamlDoc] = []
     source = constitution.source_path
     if source is not None and source.suffix.lower() in (".yaml", ".yml"):
-        locator = locate_principles(source)
+        chain = extends_chain(source)
+        locator = locate_principles(source, chain)
     reporter = _Reporter(constitution, locator, settings)
     _check_similar(reporter)
     _check_principle(reporter)
+    _check_block_text(reporter, chain)
     return sorted(reporter.warnings, key=lambda w: (w.path, w.line, w.col, w.code))
 
 
@@ -254,4 +319,7 @@ def summarize(warnings: Iterable[LintWarning]) -> dict[str, int]:
     return counts
 
 
-__all__ = ["CHECKS", "LintSettings", "LintWarning", "lint_constitution", "lint_file", "locate_principles", "summarize"]
+__all__ = [
+    "CHECKS", "LintSettings", "LintWarning", "extends_chain", "lint_constitution", "lint_file", "locate_principles",
+    "summarize",
+]

@@ -11,9 +11,9 @@ critiques between them and the judge's probabilities underneath. The records are
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import fmean
-from typing import Any
+from typing import Any, Sequence
 
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -24,33 +24,50 @@ from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
 from cai_engine.errors import CaiError
 from cai_engine.pipelines.revise import ReviseSettings, record_id, revise_one
+from cai_engine.sources import PromptItem, as_dicts, conversation_key
 
 
 @dataclass
 class PreviewItem:
-    """One prompt's revision record and, when a judge ran, its pair record (a = initial, b = revised)."""
+    """One prompt's revision record and, when a judge ran, its pair record (a = initial, b = revised).
+
+    ``prompt`` is the last user turn; ``messages`` the whole prompt conversation."""
 
     prompt: str
     revision: dict[str, Any]
     pair: dict[str, Any] | None = None
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def context(self) -> list[dict[str, str]]:
+        """The turns before the last user turn (empty for a single-turn prompt)."""
+        return self.messages[:-1]
 
 
-def _failed(prompt: str, rid: str, engine: Engine, settings: ReviseSettings, exc: Exception) -> dict[str, Any]:
+def _as_conversation(prompt: str | PromptItem | Sequence[Any]) -> list[dict[str, str]]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, PromptItem):
+        return as_dicts(prompt.messages)
+    return as_dicts(prompt)
+
+
+def _failed(messages: list[dict[str, str]], rid: str, engine: Engine, settings: ReviseSettings, exc: Exception) -> dict[str, Any]:
     return {
-        "id": rid, "status": "failed", "prompt": prompt, "model": engine.spec,
+        "id": rid, "status": "failed", "prompt": messages[-1]["content"], "messages": messages, "model": engine.spec,
         "constitution": {"name": settings.constitution.name, "hash": settings.constitution.hash},
         "error": f"{type(exc).__name__}: {exc}",
     }
 
 
 async def _judge(item: PreviewItem, judge_engine: Engine, judge_settings: Any) -> None:
-    from cai_engine.pipelines.candidates import Candidate, PairSpec
+    from cai_engine.pipelines.candidates import Candidate, conversation_spec
     from cai_engine.pipelines.judge import judge_pair, pair_id
 
     rec = item.revision
     base = {"revision_id": rec["id"], "model": rec.get("model")}
-    spec = PairSpec(
-        prompt=rec["prompt"],
+    spec = conversation_spec(
+        item.messages,
         origin={"kind": "revisions", "file": "preview", "revision_id": rec["id"]},
         a=Candidate(rec["initial_response"], {**base, "kind": "initial"}),
         b=Candidate(rec["final_response"], {**base, "kind": "revision", "rounds": len(rec.get("rounds", []))}),
@@ -59,7 +76,7 @@ async def _judge(item: PreviewItem, judge_engine: Engine, judge_settings: Any) -
 
 
 async def run_preview(
-    prompts: list[str],
+    prompts: Sequence[str | PromptItem | Sequence[Any]],
     *,
     engine: Engine,
     settings: ReviseSettings,
@@ -69,21 +86,26 @@ async def run_preview(
 ) -> list[PreviewItem]:
     """Revise every prompt (and judge initial vs revised when a judge is given), concurrently.
 
+    A prompt is a string, a :class:`~cai_engine.sources.PromptItem` or a conversation (role/content
+    turns ending with the user's); a conversation is revised and judged with all its context.
+
     A prompt that fails becomes a failed record (shown, not raised), like in ``cai revise``.
     ``rid_salt`` replaces the record id's constitution-dependent part, so two constitutions
     previewed with the same salt draw the same step seeds (see :mod:`.diff`).
     """
 
-    async def one(prompt: str) -> PreviewItem:
+    async def one(prompt: str | PromptItem | Sequence[Any]) -> PreviewItem:
+        messages = _as_conversation(prompt)
         rid = (
-            stable_hash({"prompt": prompt, "salt": rid_salt, "seed": settings.seed, "model": engine.spec})
+            stable_hash({"prompt": conversation_key(messages), "salt": rid_salt, "seed": settings.seed, "model": engine.spec})
             if rid_salt is not None
-            else record_id(prompt, settings, engine.spec)
+            else record_id(messages, settings, engine.spec)
         )
+        label = messages[-1]["content"]
         try:
-            item = PreviewItem(prompt, await revise_one(prompt, rid, engine, settings))
+            item = PreviewItem(label, await revise_one(messages, rid, engine, settings), messages=messages)
         except (CaiError, ValueError, RuntimeError) as exc:
-            return PreviewItem(prompt, _failed(prompt, rid, engine, settings, exc))
+            return PreviewItem(label, _failed(messages, rid, engine, settings, exc), messages=messages)
         if judge_engine is not None and judge_settings is not None:
             try:
                 await _judge(item, judge_engine, judge_settings)
@@ -132,11 +154,25 @@ def judge_line(pair: dict[str, Any] | None) -> Text:
     return text
 
 
+def context_text(messages: list[dict[str, str]], *, clip: int = 300) -> Text:
+    """The turns before the last user turn, one clipped line each (empty for a single-turn prompt)."""
+    text = Text()
+    for turn in messages[:-1]:
+        text.append(f"{turn['role']}: ", style="bold magenta" if turn["role"] == "system" else "bold")
+        text.append(_clip(turn["content"], clip).replace("\n", " ") + "\n", style="dim")
+    if messages[:-1]:
+        text.append("user (answered below): ", style="bold")
+        text.append(_clip(messages[-1]["content"], clip).replace("\n", " ") + "\n")
+    return text
+
+
 def render_item(item: PreviewItem, index: int, total: int, console: Console, *, clip: int = 1200) -> None:
     rec = item.revision
-    title = f"[{index}/{total}] {_clip(item.prompt, 200)}"
+    turns = f" ({len(item.messages)} turns)" if len(item.messages) > 1 else ""
+    title = f"[{index}/{total}] {_clip(item.prompt, 200)}{turns}"
+    context = context_text(item.messages)
     if rec.get("status") != "ok":
-        console.print(Panel(Text(rec.get("error", "failed"), style="red"), title=title, border_style="red"))
+        console.print(Panel(Group(context, Text(rec.get("error", "failed"), style="red")), title=title, border_style="red"))
         return
     table = Table(show_header=True, expand=True, show_lines=True)
     table.add_column("initial", ratio=1, overflow="fold")
@@ -148,7 +184,7 @@ def render_item(item: PreviewItem, index: int, total: int, console: Console, *, 
         critiques.append(f"round {r['round']} · {r['principle_id']}: ", style="bold cyan")
         critiques.append(_clip(r["critique"], clip // 2) + "\n")
     lengths = Text(f"length {len(rec['initial_response'])} -> {len(rec['final_response'])} chars", style="dim")
-    console.print(Panel(Group(table, critiques, judge_line(item.pair), lengths), title=title, title_align="left"))
+    console.print(Panel(Group(context, table, critiques, judge_line(item.pair), lengths), title=title, title_align="left"))
 
 
 def summary_line(items: list[PreviewItem]) -> str:

@@ -7,9 +7,11 @@ items' ids, never the records). Revision records (``revisions.jsonl``) and pair 
 joined: a pair judged from a revise run (``--pairs-from revisions:``) shows the initial answer,
 every critique and revision, and the judge's verdicts side by side.
 
+A multi-turn prompt shows its context (every turn before the last user turn) above the prompt.
+
 Spot-check labels are kept in the browser (``localStorage``) and downloaded as JSONL rows of
-``prompt``/``chosen``/``rejected`` (+ ``id``, ``category``, ``note``): the format
-``cai judge-eval --labels`` reads.
+``prompt``/``chosen``/``rejected`` (+ ``id``, ``category``, ``note``; ``prompt`` is the whole
+conversation as a messages list when it has context): the format ``cai judge-eval --labels`` reads.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ def _pair_view(rec: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _context(rec: dict[str, Any]) -> list[dict[str, str]]:
+    """The turns of a record's prompt conversation before its last user turn."""
+    messages = rec.get("messages") or []
+    return [{"role": str(m.get("role")), "content": str(m.get("content", ""))} for m in messages[:-1]]
+
+
 def iter_items(files: dict[str, Path], limit: int | None = None) -> Iterator[dict[str, Any]]:
     """One item per pair (with its revision when it came from one), then per unpaired revision.
 
@@ -120,7 +128,8 @@ def iter_items(files: dict[str, Path], limit: int | None = None) -> Iterator[dic
             principles = list(dict.fromkeys([*pair["principles"], *(r["principle_id"] for r in (rev or {}).get("rounds", []))]))
             shown += 1
             yield {
-                "id": rec["id"], "prompt": rec.get("prompt", ""), "status": "ok" if pair["status"] == "ok" else "failed",
+                "id": rec["id"], "prompt": rec.get("prompt", ""), "context": _context(rec),
+                "status": "ok" if pair["status"] == "ok" else "failed",
                 "error": pair.get("error"), "principles": principles,
                 "revision": _revision_view(rev) if rev is not None and rev.get("status") == "ok" else None,
                 "pair": pair, "length": max(pair["len_a"], pair["len_b"]),
@@ -136,7 +145,7 @@ def iter_items(files: dict[str, Path], limit: int | None = None) -> Iterator[dic
         view = _revision_view(rec) if ok else None
         shown += 1
         yield {
-            "id": rec["id"], "prompt": rec.get("prompt", ""), "status": "ok" if ok else "failed",
+            "id": rec["id"], "prompt": rec.get("prompt", ""), "context": _context(rec), "status": "ok" if ok else "failed",
             "error": None if ok else rec.get("error", "failed"),
             "principles": [r["principle_id"] for r in view["rounds"]] if view else [],
             "revision": view, "pair": None,

@@ -1,0 +1,1 @@
+"""Services that put the engine behind a network interface (the constitution judge as a reward)."""
