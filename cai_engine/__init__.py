@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "Result", "aevaluate", "ajudge", "arevise", "evaluate", "export_dpo", "export_reward", "export_sft",
-    "judge", "judge_eval", "load_constitution", "revise", "run", "train",
+    "Result", "aevaluate", "ainduce", "ajudge", "arevise", "audit", "evaluate", "export_dpo", "export_reward",
+    "export_sft", "induce", "judge", "judge_eval", "load_constitution", "revise", "run", "train",
 ]
 
 if TYPE_CHECKING:
     from cai_engine.api import (  # noqa: F401
-        Result, aevaluate, ajudge, arevise, evaluate, export_dpo, export_reward, export_sft, judge, judge_eval,
-        load_constitution, revise, run, train,
+        Result, aevaluate, ainduce, ajudge, arevise, audit, evaluate, export_dpo, export_reward, export_sft, induce,
+        judge, judge_eval, load_constitution, revise, run, train,
     )
 
 

@@ -47,3 +47,34 @@ def test_latest_record_wins_after_retry(tmp_path) -> None:
     assert [r["id"] for r in records] == ["c", "a"]
     assert records[1]["text"] == "second try"
     assert latest_records(path, status="failed") == []
+
+
+def test_compact_index_keeps_the_last_write_across_merges(monkeypatch) -> None:
+    from cai_engine.engine import records
+
+    monkeypatch.setattr(records._CompactMap, "MERGE_AT", 8)  # force many bulk merges
+    m = records._CompactMap([5, 3, 5], [50, 30, 51])  # a rewritten id: the last line wins
+    assert m.get(5) == 51 and m.get(3) == 30 and len(m) == 2
+    for i in range(100):
+        m.set(1000 + i, i)
+        m.set(5, 500 + i)
+    m.set("not-hex-id", 7)
+    assert m.get(5) == 599 and all(m.get(1000 + i) == i for i in range(100))
+    assert m.get("not-hex-id") == 7 and m.get(4) is None and len(m) == 103
+
+
+def test_the_index_costs_a_few_dozen_bytes_a_record(tmp_path) -> None:
+    import tracemalloc
+
+    from cai_engine.engine.records import _CompactMap
+
+    keys = [int(stable_hash({"i": i}), 16) for i in range(100_000)]
+    tracemalloc.start()
+    m = _CompactMap()
+    for i, k in enumerate(keys):
+        m.set(k, i * 4)
+    m._merge()
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(m) == 100_000 and m.get(keys[1234]) == 1234 * 4
+    assert current / 100_000 < 40  # bytes a record (a dict of ints: ~140)

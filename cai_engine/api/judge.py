@@ -115,19 +115,22 @@ async def judge_in_session(session: Session, pairs: Any, total: int | None, out:
                            gen_params: Any = None, concurrency: int | None = None, retry_failed: bool = False,
                            manifest: dict[str, Any], batch: bool = False, shard: str | None = None,
                            progress: Callable[..., Any], settings_kind: str = "judge",
-                           new_settings: bool = False) -> Result:
+                           new_settings: bool = False, ray: Any = None) -> Result:
     """Build engines, stream pairs through the judge with progress, write the manifest.
 
     ``pairs`` is an iterable of :class:`PairSpec`, or for generated sources a function of the
     generator's recipe returning one (the recipe goes into every pair id). A policy with the same
-    config as the judge shares the judge's engine, so a local model is loaded once.
+    config as the judge shares the judge's engine, so a local model is loaded once. ``ray``: judge
+    on Ray workers (see :func:`~cai_engine.api.revise.revise`).
     """
     from cai_engine.engine.runner import parse_shard
+    from cai_engine.executors import executor_for
     from cai_engine.manifest import write_manifest
     from cai_engine.pipelines.candidates import CandidateGenerator
     from cai_engine.pipelines.judge import run_judge
 
     shard_spec = parse_shard(shard)
+    executor = executor_for(ray)
     engines = [session.engine(judge_config, batch_dir=out / "batches" if batch else None)]
     generator = None
     if policy is not None:
@@ -154,7 +157,7 @@ async def judge_in_session(session: Session, pairs: Any, total: int | None, out:
             summary = await run_judge(
                 pairs, engine=engines[0], settings=settings, out_path=out / RECORDS_FILE, generator=generator,
                 concurrency=concurrency or engines[0].suggested_concurrency, retry_failed=retry_failed,
-                on_record=bar.record, on_skip=bar.skip, shard=shard_spec,
+                on_record=bar.record, on_skip=bar.skip, shard=shard_spec, executor=executor,
             )
     finally:
         write_manifest(out, what.split()[0], {
@@ -162,6 +165,7 @@ async def judge_in_session(session: Session, pairs: Any, total: int | None, out:
             "constitution": {"name": settings.constitution.name, "hash": settings.constitution.hash},
             "settings": settings.fingerprint(engines[0].spec),
             "engines": [e.stats.model_dump() for e in engines],
+            **({"ray": executor.report} if executor is not None else {}),
             "budget": session.ledger.snapshot(),
             "wall_s": round(time.perf_counter() - started, 2),
         })
@@ -175,7 +179,8 @@ def _judge_call(pairs_from: str | list[dict[str, Any]], constitution: Any, out: 
                 no_logprobs: bool, column: str | None, limit: int | None, concurrency: int | None,
                 max_tokens: int | None, temperature: float, seed: int, retry_failed: bool, batch: bool,
                 shard: str | None, progress: ProgressOption,
-                new_settings: bool = False, read: dict[str, Any] | None = None) -> tuple[Callable[[Session], Any], Path]:
+                new_settings: bool = False, read: dict[str, Any] | None = None,
+                ray: Any = None) -> tuple[Callable[[Session], Any], Path]:
     from cai_engine.api.constitution import load_constitution
     from cai_engine.api.revise import _out_dir
     from cai_engine.engine.factory import load_model_config
@@ -196,7 +201,7 @@ def _judge_call(pairs_from: str | list[dict[str, Any]], constitution: Any, out: 
             session, plan.source, plan.total, out_dir, settings, judge_cfg, what=f"judge {loaded.name}",
             policy=plan.policy, model_b=plan.second, kind=plan.kind, gen_params=plan.gen_params,
             concurrency=concurrency, retry_failed=retry_failed, manifest=manifest, batch=batch, shard=shard,
-            progress=resolve_progress(progress), new_settings=new_settings)
+            progress=resolve_progress(progress), new_settings=new_settings, ray=ray)
         result.bad_rows = plan.bad_rows  # rows skipped by skip_bad_rows
         return result
 
@@ -213,16 +218,17 @@ def judge(
     no_cache: bool = False, max_cost: float | None = None, batch: bool = False, shard: str | None = None,
     grace: float = 30.0, new_settings: bool = False, format: str = "auto", split: str | None = None,
     streaming: bool = False, skip_bad_rows: bool = False, progress: ProgressOption = True,
-    with_dataset: bool = True,
+    with_dataset: bool = True, ray: Any = None,
 ) -> Result:
     """Judge pairs of answers in both orders into ``OUT/pairs.jsonl`` (resumable); returns the pair records.
 
-    ``format``/``split``/``streaming``/``skip_bad_rows`` read the prompts (or pairs) as for :func:`revise`."""
+    ``format``/``split``/``streaming``/``skip_bad_rows`` read the prompts (or pairs) as for :func:`revise`;
+    ``ray`` judges on Ray workers, as for :func:`revise`."""
     read = {"format": format, "split": split, "streaming": streaming, "skip_bad_rows": skip_bad_rows}
     body, out_dir = _judge_call(pairs_from, constitution, out, judge_model, judge_config, policy_model, policy_config,
                                 model_b, principles_per_judgment, cot, cot_clamp, no_logprobs, column, limit,
                                 concurrency, max_tokens, temperature, seed, retry_failed, batch, shard, progress,
-                                new_settings, read)
+                                new_settings, read, ray)
     result = run_sync("judge", body, out_dir=out_dir, max_cost_usd=max_cost, use_cache=not no_cache, grace_s=grace)
     if with_dataset:
         result.dataset = records_dataset(out_dir / RECORDS_FILE)
@@ -238,14 +244,14 @@ async def ajudge(
     max_tokens: int | None = None, temperature: float = 1.0, seed: int = 0, retry_failed: bool = False,
     no_cache: bool = False, max_cost: float | None = None, batch: bool = False, shard: str | None = None,
     format: str = "auto", split: str | None = None, streaming: bool = False, skip_bad_rows: bool = False,
-    progress: ProgressOption = True, with_dataset: bool = True,
+    progress: ProgressOption = True, with_dataset: bool = True, ray: Any = None,
 ) -> Result:
     """:func:`judge` inside a running event loop (``await cai_engine.ajudge(...)``)."""
     read = {"format": format, "split": split, "streaming": streaming, "skip_bad_rows": skip_bad_rows}
     body, out_dir = _judge_call(pairs_from, constitution, out, judge_model, judge_config, policy_model, policy_config,
                                 model_b, principles_per_judgment, cot, cot_clamp, no_logprobs, column, limit,
                                 concurrency, max_tokens, temperature, seed, retry_failed, batch, shard, progress,
-                                read=read)
+                                read=read, ray=ray)
     result = await run_async(body, out_dir=out_dir, max_cost_usd=max_cost, use_cache=not no_cache)
     if with_dataset:
         result.dataset = records_dataset(out_dir / RECORDS_FILE)

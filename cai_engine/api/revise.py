@@ -59,12 +59,14 @@ async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded:
                        column: str | None, limit: int | None, concurrency: int | None, retry_failed: bool,
                        batch: bool, shard: str | None, progress: Any, new_settings: bool = False,
                        format: str = "auto", split: str | None = None, streaming: bool = False,
-                       skip_bad_rows: bool = False) -> Result:
+                       skip_bad_rows: bool = False, ray: Any = None) -> Result:
     from cai_engine.engine.runner import parse_shard
+    from cai_engine.executors import executor_for
     from cai_engine.manifest import write_manifest
     from cai_engine.pipelines.revise import run_revise
 
     shard_spec = parse_shard(shard)
+    executor = executor_for(ray)
     read = {"format": format, "split": split, "streaming": streaming, "skip_bad_rows": skip_bad_rows}
     checked = check_prompt_items(prompts, column, limit, **read)  # every row checked before the first request
     total = None if shard_spec else checked.count
@@ -78,6 +80,7 @@ async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded:
                 iter_prompt_items(prompts, column, limit, **read), engine=engine, settings=settings,
                 out_path=out / RECORDS_FILE, concurrency=concurrency or engine.suggested_concurrency,
                 retry_failed=retry_failed, on_record=bar.record, on_skip=bar.skip, shard=shard_spec,
+                executor=executor,
             )
     finally:
         write_manifest(out, "revise", {
@@ -88,6 +91,7 @@ async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded:
             "settings": {"rounds": settings.rounds, "principles_per_round": settings.principles_per_round,
                          "few_shot": settings.few_shot, "seed": settings.seed, "shard": shard},
             "engine": engine.stats.model_dump(),
+            **({"ray": executor.report} if executor is not None else {}),
             "budget": session.ledger.snapshot(),
             "wall_s": round(time.perf_counter() - started, 2),
         })
@@ -123,7 +127,7 @@ def revise(
     temperature: float | None = None, seed: int = 0, retry_failed: bool = False, no_cache: bool = False,
     max_cost: float | None = None, batch: bool = False, shard: str | None = None, grace: float = 30.0,
     new_settings: bool = False, format: str = "auto", split: str | None = None, streaming: bool = False,
-    skip_bad_rows: bool = False, progress: ProgressOption = True, with_dataset: bool = True,
+    skip_bad_rows: bool = False, progress: ProgressOption = True, with_dataset: bool = True, ray: Any = None,
 ) -> Result:
     """Answer each prompt, critique the answer against sampled principles, and revise it.
 
@@ -133,14 +137,16 @@ def revise(
     ``text|messages|hh``), see ``docs/data.md``. Every row is checked before the first request;
     ``skip_bad_rows`` skips bad rows with a warning (their count is ``result.bad_rows``). ``out``: the output folder (``revisions.jsonl``, ``manifest.json``,
     ``ledger.json``, ``settings.json``); rerunning into it resumes; without it a fresh folder under
-    ``CAI_HOME`` is used. A rerun with other settings is refused unless ``new_settings=True``. Returns a :class:`~cai_engine.api.result.Result` (a Dataset of the records + figures).
+    ``CAI_HOME`` is used. A rerun with other settings is refused unless ``new_settings=True``. ``ray``: run the
+    prompts on Ray workers (``True``, a dict of :class:`~cai_engine.executors.settings.RaySettings` fields
+    such as ``{"workers": 4, "address": "auto"}``, or a ``RaySettings``; ``docs/scaling.md``). Returns a :class:`~cai_engine.api.result.Result` (a Dataset of the records + figures).
     """
     body, session = _args(prompts, constitution, model, model_config, out, rounds, principles_per_round, few_shot,
                           max_tokens, temperature, seed, no_cache, max_cost, grace)
     result = run_sync("revise", lambda s: _revise_body(
         s, **body, column=column, limit=limit, concurrency=concurrency, retry_failed=retry_failed, batch=batch,
         shard=shard, progress=resolve_progress(progress), new_settings=new_settings, format=format, split=split,
-        streaming=streaming, skip_bad_rows=skip_bad_rows), **session)
+        streaming=streaming, skip_bad_rows=skip_bad_rows, ray=ray), **session)
     return _finish(result, with_dataset)
 
 
@@ -152,7 +158,7 @@ async def arevise(
     temperature: float | None = None, seed: int = 0, retry_failed: bool = False, no_cache: bool = False,
     max_cost: float | None = None, batch: bool = False, shard: str | None = None,
     new_settings: bool = False, format: str = "auto", split: str | None = None, streaming: bool = False,
-    skip_bad_rows: bool = False, progress: ProgressOption = True, with_dataset: bool = True,
+    skip_bad_rows: bool = False, progress: ProgressOption = True, with_dataset: bool = True, ray: Any = None,
 ) -> Result:
     """:func:`revise` inside a running event loop (a notebook cell: ``await cai_engine.arevise(...)``)."""
     body, session = _args(prompts, constitution, model, model_config, out, rounds, principles_per_round, few_shot,
@@ -160,5 +166,5 @@ async def arevise(
     result = await run_async(lambda s: _revise_body(
         s, **body, column=column, limit=limit, concurrency=concurrency, retry_failed=retry_failed, batch=batch,
         shard=shard, progress=resolve_progress(progress), new_settings=new_settings, format=format, split=split,
-        streaming=streaming, skip_bad_rows=skip_bad_rows), **session)
+        streaming=streaming, skip_bad_rows=skip_bad_rows, ray=ray), **session)
     return _finish(result, with_dataset)

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "cai_engine.cli.eval",
     "cai_engine.cli.reward",
     "cai_engine.cli.workbench",  # after cai_engine.cli.constitution: adds lint/preview/diff to its group
+    "cai_engine.cli.induce",  # after cai_engine.cli.constitution: adds induce/audit to its group
 ]
 
 _registered = False

@@ -52,6 +52,9 @@ def judge(
     grace: opt.GraceOpt = 30.0,
     max_failure_rate: opt.MaxFailureRateOpt = 0.5,
     new_settings: opt.NewSettingsOpt = False,
+    ray: opt.RayOpt = False,
+    ray_address: opt.RayAddressOpt = None,
+    ray_workers: opt.RayWorkersOpt = None,
 ) -> None:
     """Judge pairs of answers under a constitution, in both orders, into OUT/pairs.jsonl.
 
@@ -71,7 +74,7 @@ def judge(
         column=column, limit=limit, concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, seed=seed,
         retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch, shard=shard, grace=grace,
         new_settings=new_settings, format=format, split=split, streaming=streaming, skip_bad_rows=skip_bad_rows,
-        progress=RunProgress, with_dataset=False,
+        progress=RunProgress, with_dataset=False, ray=opt.ray_choice(ray, ray_address, ray_workers),
     )
     from cai_engine.cli.revise import report_bad_rows
     from cai_engine.cli.summary import report_summary

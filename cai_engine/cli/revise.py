@@ -38,6 +38,9 @@ def revise(
     grace: opt.GraceOpt = 30.0,
     max_failure_rate: opt.MaxFailureRateOpt = 0.5,
     new_settings: opt.NewSettingsOpt = False,
+    ray: opt.RayOpt = False,
+    ray_address: opt.RayAddressOpt = None,
+    ray_workers: opt.RayWorkersOpt = None,
 ) -> None:
     """Answer each prompt, critique the answer against sampled principles, and revise it.
 
@@ -60,7 +63,7 @@ def revise(
         concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, seed=seed,
         retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, batch=batch, shard=shard, grace=grace,
         new_settings=new_settings, format=format, split=split, streaming=streaming, skip_bad_rows=skip_bad_rows,
-        progress=RunProgress, with_dataset=False,
+        progress=RunProgress, with_dataset=False, ray=opt.ray_choice(ray, ray_address, ray_workers),
     )
     report_bad_rows(getattr(result, "bad_rows", 0))
     report_summary(result.summary, out / "revisions.jsonl", max_failure_rate,

@@ -161,8 +161,9 @@ def lint(
     """Warn about principles that will not work well, each with principle id and file:line.
 
     Checks: similar-principles, critique-without-target, revision-without-rewrite,
-    judge-not-comparative, long-principle (warnings), no-few-shot (a note: every few-shot example is
-    shown whatever principle a round samples). Exit code 1 when there are warnings (or notes with --strict).
+    judge-not-comparative, no-judge, key-in-block-text (a line inside a `>-`/`|` text block that
+    looks like a key, e.g. a mis-indented `judge:`), long-principle (warnings), no-few-shot (a note:
+    every few-shot example is shown whatever principle a round samples). Exit code 1 when there are warnings (or notes with --strict).
 
     Example:
 

@@ -299,8 +299,3 @@ def validation_problems(
         problems.append(Problem(str(doc.path), pos.line, pos.col, f"{what}; {fix}",
                                 (outer.line, outer.col, rank, inner.line, inner.col)))
     return sorted(problems, key=lambda p: p.order)
-
-
-def config_error_from_validation(exc: ValidationError, doc: YamlDoc, root: type[BaseModel]) -> ConstitutionError:
-    """All problems of one validation error as one :class:`ConstitutionError` (``str()``: the first)."""
-    return ConstitutionError(validation_problems(exc, doc, root), doc.path)

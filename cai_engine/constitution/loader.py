@@ -130,7 +130,9 @@ def _read(path: Path, problems: ProblemList) -> tuple[YamlDoc | None, frozenset[
             problems.add_error(exc, path)
             return None, frozenset()
         for kp in found:
-            order = (kp.pos.line, kp.pos.col, 0, kp.pos.line, kp.pos.col)
+            item = kp.loc[:2] if len(kp.loc) >= 2 and isinstance(kp.loc[1], int) else kp.loc
+            outer = doc.pos(item) if item != kp.loc else kp.pos  # in file order by list item, as validation's
+            order = (outer.line, outer.col, 0, kp.pos.line, kp.pos.col)
             problems.add(Problem(str(path), kp.pos.line, kp.pos.col, kp.message, order))
         return doc, frozenset(kp.loc for kp in found if kp.not_text)
 

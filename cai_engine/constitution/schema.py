@@ -40,6 +40,11 @@ class Principle(_Strict):
     )
     weight: float = Field(default=1.0, gt=0, description="Relative sampling weight (> 0).")
     tags: list[str] = Field(default_factory=list, description="Free-form labels (e.g. harmless, honesty).")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, exclude=True,
+        description="Free-form facts about the principle, e.g. the agreement and support that `cai constitution "
+        "induce` measured. Not part of the content hash: figures do not change how a principle judges.",
+    )
 
     @field_validator("critique", "revision", "judge")
     @classmethod

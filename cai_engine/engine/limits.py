@@ -11,8 +11,9 @@ once) and each window of successes adds one slot back up to the cap (AIMD).
 (:mod:`cai_engine.models.ratelimits`) feed :meth:`Limits.observe`:
 
 * the first request goes alone (a probe: its headers say what the account allows);
-* each per-minute limit the user did not set becomes a bucket paced at :data:`HEADROOM` of it, and
-  a reply's ``remaining`` lowers the bucket's level to it (other clients share the quota);
+* each per-minute limit the user did not set becomes a bucket paced at :data:`HEADROOM` of it with
+  a quarter second of burst, and a reply's ``remaining`` lowers the bucket's level to it (other
+  clients share the quota);
 * the in-flight cap follows Little's law: the request rate the buckets allow x the measured latency
   (x 1.3, + 2), up to :data:`~cai_engine.models.ratelimits.ADAPTIVE_CEILING` or the
   ``--concurrency`` asked for; without headers (self-hosted servers) it starts at
@@ -33,13 +34,17 @@ import math
 import time
 import weakref
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Protocol
 
 from cai_engine.models.base import ChatRequest, ModelConfig, Usage
 from cai_engine.models.ratelimits import ADAPTIVE_CEILING, QuotaReading
 
 #: Share of a provider's limit the paced rate aims at (the rest absorbs clock skew and bursts).
 HEADROOM = 0.95
+#: Burst of a bucket derived from the headers, in seconds of its rate. Small: requests admitted
+#: together reach the provider spread over the time it takes to send them (more under CPU load),
+#: and a burst that lands late on top of fresh requests is refused by the provider's own bucket.
+DERIVED_BURST_S = 0.25
 #: In-flight cap after the probe when the provider sends no rate-limit headers.
 ADAPTIVE_START = 16
 _MIN_RATE_FACTOR = 0.1
@@ -200,6 +205,16 @@ def _compact(n: float) -> str:
     return f"{n:,.0f}"
 
 
+class SharedQuota(Protocol):
+    """What :class:`Limits` needs from a job-wide quota (see :meth:`Limits.share`)."""
+
+    async def take(self, costs: dict[str, float]) -> None: ...
+
+    def observe(self, reading: QuotaReading) -> None: ...
+
+    def on_rate_limited(self, retry_after_s: float | None) -> None: ...
+
+
 class Limits:
     """Concurrency + request/token buckets + a pause that a ``Retry-After`` on a 429 sets."""
 
@@ -228,6 +243,8 @@ class Limits:
         self.paused_until = 0.0
         self.readings = 0
         self.refused = 0
+        #: A job-wide quota these limits draw from (a Ray worker: :meth:`share`); None in one process.
+        self.shared: SharedQuota | None = None
 
     # ---- what a request costs --------------------------------------------------------------
     @staticmethod
@@ -255,6 +272,8 @@ class Limits:
                 await self.tpm.acquire(costs["tokens"])
             for name, bucket in self.derived.items():
                 await bucket.acquire(1.0 if name == "requests" else costs[name] if costs else 0.0)
+            if self.shared is not None:
+                await self.shared.take(self._costs(request))
             if costs is not None:
                 for name in self._avg_tokens:
                     self._avg_tokens[name] += 0.1 * (costs[name] - self._avg_tokens[name])
@@ -277,6 +296,8 @@ class Limits:
     def observe(self, reading: QuotaReading) -> None:
         """One reply's rate-limit headers: pace below the limits the user did not set."""
         self.readings += 1
+        if self.shared is not None:
+            self.shared.observe(reading)
         changed = False
         for name, bucket in reading.buckets.items():
             if name in self.user_limits or (name != "requests" and "tokens" in self.user_limits):
@@ -286,7 +307,7 @@ class Limits:
                 changed = True
             derived = self.derived.get(name)
             if derived is None:
-                derived = self.derived[name] = RateBucket(bucket.limit * self.rate_factor)
+                derived = self.derived[name] = RateBucket(bucket.limit * self.rate_factor, DERIVED_BURST_S)
                 self._token_buckets = self._token_buckets or name != "requests"
             if bucket.remaining is not None:
                 derived.lower_to(float(bucket.remaining))
@@ -331,6 +352,8 @@ class Limits:
     # ---- outcomes ----------------------------------------------------------------------------
     def on_rate_limited(self, retry_after_s: float | None) -> None:
         self.refused += 1
+        if self.shared is not None:
+            self.shared.on_rate_limited(retry_after_s)
         now = time.monotonic()
         if self.fixed or not self.quota:
             if self.concurrency.on_rate_limited():
@@ -344,7 +367,7 @@ class Limits:
 
     def on_success(self, usage: Usage | None = None) -> None:
         now = time.monotonic()
-        if usage is not None:
+        if usage is not None and self._token_buckets:
             self._windows["tokens"].add(usage.input_tokens + usage.output_tokens, now)
             self._windows["input_tokens"].add(usage.input_tokens - usage.cached_input_tokens, now)
             self._windows["output_tokens"].add(usage.output_tokens, now)
@@ -363,6 +386,13 @@ class Limits:
                 self._retarget()
         elif self.concurrency.waiting:  # concurrency-bound: climb (doubling per round trip until a 429)
             self.concurrency.on_success(fast=self._slow_start)
+
+    def share(self, quota: "SharedQuota") -> None:
+        """Draw the per-minute limits from a quota shared by several processes (the Ray executor's
+        workers, :mod:`cai_engine.executors.quota`): the user's ``rpm``/``tpm`` buckets move there,
+        concurrency, pauses and header readings stay here and are also passed on."""
+        self.shared = quota
+        self.rpm = self.tpm = None
 
     def raise_cap(self, n: int) -> None:
         """``--concurrency n``: allow up to ``n`` in flight (an explicit cap is raised to it)."""

@@ -31,6 +31,15 @@ class RunSummary:
     stopped_reason: str | None = None
     failures: list[str] = field(default_factory=list)  # the first MAX_FAILURES_KEPT reasons only
 
+    def add(self, record: dict[str, Any]) -> None:
+        """Count one record written by this run."""
+        if record.get("status") == "failed":
+            self.failed += 1
+            if len(self.failures) < MAX_FAILURES_KEPT:  # a million failures must not fill memory
+                self.failures.append(record.get("error", ""))
+        else:
+            self.done += 1
+
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:
     """``"i/N"`` (0-based i) -> ``(i, N)``; None passes through."""
@@ -56,6 +65,66 @@ def failure_record(record_id: str, base: dict[str, Any], error: BaseException) -
     texts can quote the key)."""
     reason = scrub(f"{type(error).__name__}: {error}".strip())
     return {**base, "id": record_id, "status": "failed", "error": reason[:2000]}
+
+
+class Pending:
+    """The resume rule: which ids of an item stream need work now. Shared by :func:`run_items` and
+    the Ray executor's driver, so both skip exactly the same items.
+
+    ``admit(rid)`` is False for an id outside the shard (not counted), one the store holds (done,
+    or failed without ``retry_failed``; counted as skipped), one already in flight (a duplicate
+    input row) or a failed id already retried once by this run. Finished ids live in the store's
+    index only, so memory does not grow with the number of records."""
+
+    def __init__(self, store: RecordStore, summary: RunSummary, *, retry_failed: bool = False,
+                 shard: tuple[int, int] | None = None, on_skip: Callable[[int], None] | None = None):
+        self.store, self.summary, self.retry_failed, self.shard, self.on_skip = store, summary, retry_failed, shard, on_skip
+        self.in_flight: set[str] = set()  # admitted and not written yet
+        self.retried: set[str] = set()
+
+    def __call__(self, rid: str) -> bool:
+        if self.shard is not None and not in_shard(rid, self.shard):
+            return False
+        status = self.store.status(rid)
+        if rid in self.in_flight or rid in self.retried or (
+                status is not None and not (self.retry_failed and status == "failed")):
+            self.summary.skipped += 1
+            if self.on_skip is not None:
+                self.on_skip(1)
+            return False
+        if status == "failed":
+            self.retried.add(rid)
+        self.in_flight.add(rid)
+        return True
+
+
+async def run_item(
+    item: T,
+    rid: str,
+    worker: Callable[[T, str], Awaitable[dict[str, Any]]],
+    failure_base: Callable[[T], dict[str, Any]],
+    cost: ItemCost,
+) -> dict[str, Any]:
+    """One item's record: ``worker(item, rid)`` with its requests charged to ``cost``, a failure as
+    a ``failed`` record, ``cost_usd``/``cost_by_model`` filled in. Raises :class:`FatalBackendError`
+    and :class:`BudgetExceeded` (the run must stop; ``cost`` still says what the item spent).
+    The one place a record is made, whether the item runs here or on a Ray worker."""
+    token = CURRENT_ITEM.set(cost)
+    try:
+        record = await worker(item, rid)
+        record["id"] = rid
+    except (FatalBackendError, BudgetExceeded):
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a failed item is a record, never a crash
+        record = failure_record(rid, failure_base(item), exc)
+    finally:
+        CURRENT_ITEM.reset(token)
+    record["cost_usd"] = round(cost.usd, 10)
+    if cost.by_model:
+        record["cost_by_model"] = {spec: round(usd, 10) for spec, usd in cost.by_model.items()}
+    return record
 
 
 async def run_items(
@@ -88,37 +157,17 @@ async def run_items(
     summary = RunSummary()
     fatal: list[BaseException] = []
     pending = iter(items)  # shared by the workers: each pulls the next item when it is free
-    # Ids started by this run and not written yet (a duplicate input row waits for nothing), and,
-    # with retry_failed, the failed ids already retried once. Finished ids live in the store's
-    # index only, so memory does not grow with the number of records.
-    in_flight: set[str] = set()
-    retried: set[str] = set()
+    admit = Pending(store, summary, retry_failed=retry_failed, shard=shard, on_skip=on_skip)
 
     async def one(item: T, rid: str) -> None:
         cost = ItemCost()
-        token = CURRENT_ITEM.set(cost)
         try:
-            record = await worker(item, rid)
-            record["id"] = rid
+            record = await run_item(item, rid, worker, failure_base, cost)
         except (FatalBackendError, BudgetExceeded) as exc:
             fatal.append(exc)
             return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a failed item is a record, never a crash
-            record = failure_record(rid, failure_base(item), exc)
-        finally:
-            CURRENT_ITEM.reset(token)
-        record["cost_usd"] = round(cost.usd, 10)
-        if cost.by_model:
-            record["cost_by_model"] = {spec: round(usd, 10) for spec, usd in cost.by_model.items()}
         store.append(record, spend=cost.by_model)
-        if record.get("status") == "failed":
-            summary.failed += 1
-            if len(summary.failures) < MAX_FAILURES_KEPT:  # a million failures must not fill memory
-                summary.failures.append(record.get("error", ""))
-        else:
-            summary.done += 1
+        summary.add(record)
         if on_record is not None:
             on_record(record)
 
@@ -130,21 +179,12 @@ async def run_items(
             if fatal or (stop is not None and stop.requested):
                 return
             rid = record_id(item)
-            if shard is not None and not in_shard(rid, shard):
+            if not admit(rid):
                 continue
-            status = store.status(rid)
-            if rid in in_flight or rid in retried or (status is not None and not (retry_failed and status == "failed")):
-                summary.skipped += 1
-                if on_skip is not None:
-                    on_skip(1)
-                continue
-            if status == "failed":
-                retried.add(rid)
-            in_flight.add(rid)
             try:
                 await one(item, rid)
             finally:
-                in_flight.discard(rid)
+                admit.in_flight.discard(rid)
         # After a fatal error (budget reached, auth failing) no worker starts a new item; requests
         # already in flight finish and are saved, since they are paid for whatever happens.
 

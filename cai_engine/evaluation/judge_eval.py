@@ -10,7 +10,9 @@ records and resume as ``cai judge``), then this module scores the records:
   first-shown candidate wins over all single judgments (0.5 = no position bias);
 * length: how often the judge's pick is the longer answer, next to the same rate for the humans;
 * calibration: ECE over bins of the judge's confidence in its own pick (0.5-1.0) and a reliability diagram;
-* the same agreement/consistency per principle and per category.
+* per principle: its own verdicts against the labels (agree/disagree/tie counts, agreement with a
+  bootstrap interval, the pairs it got wrong) and the principles the judge disagrees with most;
+* agreement/consistency per category.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cai_engine.paths import data_path
 from cai_engine.pipelines.aggregate import longer_wins_rate, preference
 
 CONFIDENCE_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+MAX_PAIRS_LISTED = 5
 #: The small original labelled set shipped with the package (see its README for how it was written).
 SHIPPED_LABELS = data_path("judge_eval", "labels.jsonl")
 
@@ -79,6 +82,33 @@ def _group_stats(entries: list[tuple[float, bool | None]]) -> dict[str, Any]:
     }
 
 
+def _pair_name(record: dict[str, Any]) -> str:
+    """How a report names a pair: the labels file's own id when it has one, else the record id."""
+    return str((record.get("meta") or {}).get("id") or record["id"][:12])
+
+
+def _principle_stats(entries: list[tuple[float, bool | None, str]], *, n_boot: int, seed: int) -> dict[str, Any]:
+    """One principle's own verdicts against the labels: counts, agreement with its interval, and the
+    pairs it got wrong (the first few, to read in `cai view`)."""
+    scores = [s for s, _, _ in entries]
+    wrong = [name for s, _, name in entries if s == 0.0]
+    return {
+        **_group_stats([(s, c) for s, c, _ in entries]),
+        "agree": sum(1 for s in scores if s == 1.0), "disagree": len(wrong), "tie": sum(1 for s in scores if s == 0.5),
+        "agreement_ci95": bootstrap_ci(scores, n_boot=n_boot, seed=seed),
+        "disagreed_pairs": wrong[:MAX_PAIRS_LISTED],
+    }
+
+
+def most_disagreed(principles: dict[str, dict[str, Any]], top: int = 5) -> list[dict[str, Any]]:
+    """The principles whose own verdicts go against the labels most often (share of their pairs), worst first."""
+    rows = [{"principle": pid, "n": p["n"], "disagree": p["disagree"], "disagreement_rate": round(p["disagree"] / p["n"], 4),
+             "agreement": p["agreement"], "agreement_ci95": p["agreement_ci95"], "pairs": p["disagreed_pairs"]}
+            for pid, p in principles.items() if p["n"] and p["disagree"]]
+    rows.sort(key=lambda r: (-r["disagreement_rate"], -r["n"], r["principle"]))
+    return rows[:top]
+
+
 def evaluate(records: list[dict[str, Any]], *, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Score judged, labelled pair records (latest per id). Failed records are counted, not scored."""
     labelled = [r for r in records if r.get("label") in ("a", "b")]
@@ -92,12 +122,13 @@ def evaluate(records: list[dict[str, Any]], *, n_boot: int = 2000, seed: int = 0
     confidences = [r["confidence"] for r in ok]
     correct = [1.0 if r["chosen"] == r["label"] else 0.5 if r["chosen"] == "tie" else 0.0 for r in ok]
 
-    per_principle: dict[str, list[tuple[float, bool | None]]] = {}
+    per_principle: dict[str, list[tuple[float, bool | None, str]]] = {}
     for r in ok:
         for pid, stats in r.get("per_principle", {}).items():
             pick = preference(_label_p(r, stats["p_a_better"]))
             score = 1.0 if pick == "a" else 0.5 if pick == "tie" else 0.0
-            per_principle.setdefault(pid, []).append((score, stats.get("consistent")))
+            per_principle.setdefault(pid, []).append((score, stats.get("consistent"), _pair_name(r)))
+    principles = {pid: _principle_stats(v, n_boot=n_boot, seed=seed) for pid, v in sorted(per_principle.items())}
     per_category: dict[str, list[tuple[float, bool | None]]] = {}
     for r, score in zip(ok, scores):
         category = (r.get("meta") or {}).get("category", "uncategorised")
@@ -118,7 +149,8 @@ def evaluate(records: list[dict[str, Any]], *, n_boot: int = 2000, seed: int = 0
         "mean_confidence": round(fmean(confidences), 4) if confidences else None,
         "calibration": calibration(confidences, correct),
         "verdict_methods": _count(j["method"] for j in judgments),
-        "per_principle": {pid: _group_stats(v) for pid, v in sorted(per_principle.items())},
+        "per_principle": principles,
+        "most_disagreed_principles": most_disagreed(principles),
         "per_category": {c: _group_stats(v) for c, v in sorted(per_category.items())},
     }
 
@@ -185,10 +217,24 @@ def render_markdown(report: dict[str, Any]) -> str:
         "![reliability](reliability.png)",
         "",
     ]
-    for title, key in (("Per principle", "per_principle"), ("Per category", "per_category")):
-        lines += [f"## {title}", "", "| name | n | agreement | consistency |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['n']} | {v['agreement']} | {v['position_consistency_rate']} |" for k, v in report[key].items()]
+    lines += ["## Per principle", "", "Each principle's own verdict (both orders averaged) against the human label.", "",
+              "| principle | n | agree / disagree / tie | agreement (95% CI) | consistency |", "|---|---|---|---|---|"]
+    for k, v in report["per_principle"].items():
+        ci = v.get("agreement_ci95")
+        counts = f"{v['agree']} / {v['disagree']} / {v['tie']}" if "agree" in v else "-"
+        lines.append(f"| {k} | {v['n']} | {counts} | {v['agreement']} ({ci[0]}-{ci[1]}) | {v['position_consistency_rate']} |"
+                     if ci else f"| {k} | {v['n']} | {counts} | {v['agreement']} | {v['position_consistency_rate']} |")
+    lines.append("")
+    worst = report.get("most_disagreed_principles") or []
+    if worst:
+        lines += ["## Principles the judge disagrees with most", "",
+                  "| principle | disagrees on | agreement | pairs (first few) |", "|---|---|---|---|"]
+        lines += [f"| {w['principle']} | {w['disagree']} of {w['n']} ({w['disagreement_rate']}) | {w['agreement']} | "
+                  f"{', '.join(w['pairs'])} |" for w in worst]
         lines.append("")
+    lines += ["## Per category", "", "| name | n | agreement | consistency |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['n']} | {v['agreement']} | {v['position_consistency_rate']} |" for k, v in report["per_category"].items()]
+    lines.append("")
     return "\n".join(lines)
 
 

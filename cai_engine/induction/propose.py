@@ -6,8 +6,8 @@ small models rarely write the JSON they are asked for:
 
 * ``json``: ``{"principles": [{"judge", "critique", "revision"}, ...]}``, a bare list of such
   objects, or a list of rule strings;
-* ``lines``: a numbered or bulleted list of rules (ICAI's "Select the response that ..." form, or
-  "Which response ...?" questions);
+* ``lines``: a numbered or bulleted list of rules, or bare lines in ICAI's "Select the response
+  that ..." form or as "Which response ...?" questions;
 * ``free``: the first sentence of a reply that is neither, when it has enough words to be a rule.
 
 A field the reply left out is written from the rule by the templates of
@@ -35,6 +35,8 @@ from cai_engine.workbench.redteam import parse_list
 RECORD_VERSION = 1
 FIELDS = ("judge", "critique", "revision")
 MAX_FIELD_CHARS = 600
+_LISTED = re.compile(r"^\s*(?:\(?\d{1,3}\s*[.)\]:]|[-*•+])\s", re.M)
+_RULE_START = re.compile(r"^\s*(?:(?:select|choose|prefer|pick)\s+(?:the\s+)?(?:response|answer)|which\s+(?:response|answer))\b", re.I)
 _SENTENCE = re.compile(r"^(.{12,400}?[.?!])(?:\s|$)", re.S)
 
 
@@ -123,6 +125,8 @@ def parse_principles(text: str, limit: int) -> tuple[list[dict[str, str]], str]:
         if found:
             return found[:limit], "json"
     lines = [line for line in parse_list(text, min_words=3) if not line.lstrip().startswith(("{", "[", '"'))]
+    if not _LISTED.search(text):  # bare lines count only when each reads as a rule
+        lines = [line for line in lines if _RULE_START.match(line)]
     found = [p for p in (complete({"rule": line}) for line in lines) if p is not None]
     if found:
         return found[:limit], "lines"

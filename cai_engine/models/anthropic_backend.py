@@ -5,8 +5,10 @@ Message Batches adapter, :mod:`.anthropic_batch`); ``n > 1`` is ``n`` requests (
 one message). The API has no seed or logprobs: a seed is ignored (documented), logprobs come back
 as ``None`` so the judge falls back to parsed verdicts.
 
-Every reply is read raw: its ``anthropic-ratelimit-*`` headers (requests, input and output tokens)
-go to the engine's limiter, its JSON body is parsed into our response. Prefix reuse: the request
+Requests go through the SDK's raw path, ``client.post("/v1/messages", body=..., cast_to=httpx2.Response)``
+(the SDK's client, auth, timeouts and errors without its per-request parameter transform and typed
+model); the reply's ``anthropic-ratelimit-*`` headers (requests, input and output tokens) go to the
+engine's limiter, its JSON body is parsed into our response. Prefix reuse: the request
 gets ``cache_control`` breakpoints on its stable prefix (the end of the conversation so far and the
 learned shared boundaries, never the final turn; :mod:`.prompt_cache`) where the estimated prefix
 reaches the model's minimum cacheable length; ``prompt_cache: false`` turns them off.
@@ -30,7 +32,6 @@ from cai_engine.models.retryable import RetryDecision
 __all__ = ["DEFAULT_ENV", "STOP_REASONS", "AnthropicBackend", "classify", "create", "parse_message", "request_body"]
 
 DEFAULT_ENV = "ANTHROPIC_API_KEY"
-_SDK_ARGS = frozenset({"model", "max_tokens", "messages", "system", "stop_sequences"})
 
 
 def classify(exc: BaseException) -> RetryDecision:
@@ -48,11 +49,12 @@ class AnthropicBackend(HostedBackend):
     def make_client(self, api_key: str, base_url: str | None) -> Any:
         import anthropic
 
+        import httpx2
+
+        self._http_response = httpx2.Response
         extra: dict[str, Any] = {}
         size = self.pool_size()
         if size is not None:
-            import httpx2
-
             extra["http_client"] = anthropic.DefaultAsyncHttpxClient(
                 limits=httpx2.Limits(max_connections=max(1000, 4 * size), max_keepalive_connections=size),
                 timeout=self.config.timeout_s)
@@ -75,9 +77,9 @@ class AnthropicBackend(HostedBackend):
 
     async def _one(self, body: dict[str, Any]) -> tuple[Choice, Usage]:
         async def send(client: Any) -> tuple[Choice, Usage]:
-            raw = await client.messages.with_raw_response.create(**body)
-            self.observe(raw.headers)
-            return parse_message(json.loads(await raw.read()))
+            reply = await client.post("/v1/messages", body=body, cast_to=self._http_response)
+            self.observe(reply.headers)
+            return parse_message(json.loads(reply.content))
 
         return await self.call(send)
 
@@ -87,12 +89,7 @@ class AnthropicBackend(HostedBackend):
             hashes = self.planner.prefix_hashes(request.messages)
             self.planner.conversation_key(request.messages, hashes)  # learns conversations and shared prefixes
             breakpoints = self.planner.breakpoints(request.messages, self._min_tokens, hashes)
-        wire = request_body(self.name, request, breakpoints)
-        # Recent SDKs dropped temperature/top_p from create()'s signature; the wire API still takes them.
-        body = {k: v for k, v in wire.items() if k in _SDK_ARGS}
-        extra = {k: v for k, v in wire.items() if k not in _SDK_ARGS}
-        if extra:
-            body["extra_body"] = extra
+        body = request_body(self.name, request, breakpoints)
         started = time.perf_counter()
         parts = await asyncio.gather(*(self._one(body) for _ in range(request.params.n)))
         usage = Usage()

@@ -81,6 +81,7 @@ class HostedBackend(BaseChatModel):
         self.name = name
         self.config = config
         self._quota_listeners: list[QuotaListener] = []
+        self._quota_misses = 0
         enabled = config.prompt_cache
         if enabled is None:
             enabled = self.prompt_cache_with_base_urls or not config.base_urls
@@ -118,13 +119,21 @@ class HostedBackend(BaseChatModel):
         self._quota_listeners.append(listener)
 
     def observe(self, headers: Any) -> None:
-        """Read one reply's rate-limit headers (cheap when there are none)."""
+        """Read one reply's rate-limit headers. A server that has sent none for a while (a
+        compatible server) is only checked on every 64th reply."""
         if not self._quota_listeners or headers is None:
             return
+        if self._quota_misses >= 64:
+            self._quota_misses += 1
+            if self._quota_misses % 64:
+                return
         reading = self.read_quota(headers)
-        if reading is not None:
-            for listener in self._quota_listeners:
-                listener(reading)
+        if reading is None:
+            self._quota_misses += 1
+            return
+        self._quota_misses = 0
+        for listener in self._quota_listeners:
+            listener(reading)
 
     @staticmethod
     def _served_url(ep: Endpoint[Any]) -> str:

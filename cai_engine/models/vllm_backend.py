@@ -279,7 +279,9 @@ class VLLMBackend(BaseChatModel):
             Choice(text=o.text, finish_reason=o.finish_reason, logprobs=convert_logprobs(o, top_k)) for o in outputs
         ]
         usage = Usage(
-            input_tokens=len(final.prompt_token_ids or ids), output_tokens=sum(len(o.token_ids) for o in outputs)
+            input_tokens=len(final.prompt_token_ids or ids), output_tokens=sum(len(o.token_ids) for o in outputs),
+            # Prompt tokens served from vLLM's prefix cache (on by default); older vLLMs do not say.
+            cached_input_tokens=int(getattr(final, "num_cached_tokens", 0) or 0),
         )
         return ChatResponse(choices=choices, usage=usage, model=self.spec, latency_s=time.perf_counter() - started)
 

@@ -13,6 +13,7 @@ every raw reply, never dropped silently.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from cai_engine.constitution import Constitution, Principle
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
 from cai_engine.engine.session import open_store
-from cai_engine.engine.runner import RunSummary, run_items
+from cai_engine.engine.runner import RunSummary
+from cai_engine.executors.job import Executor, Job, LocalExecutor
 from cai_engine.models.base import ChatRequest, SamplingParams, Usage
 from cai_engine.pipelines import aggregate
 from cai_engine.pipelines.candidates import CandidateGenerator, PairSpec
@@ -218,6 +220,42 @@ async def judge_pair(
     return {**record, "status": "ok", "judgments": judgments, **aggregate.combine(judgments, settings.tie_margin)}
 
 
+def _judge_worker(engines: list[Engine], settings: JudgeSettings,
+                  generation: tuple[Any, ...] | None) -> Callable[[PairSpec, str], Any]:
+    judge = engines[0]
+    generator = None
+    if generation is not None:
+        kind, policy, second, params, system_prompt, seed = generation
+        generator = CandidateGenerator(kind, engines[policy], params,
+                                       model_b=engines[second] if second is not None else None,
+                                       system_prompt=system_prompt, seed=seed)
+    return lambda spec, rid: judge_pair(spec, rid, judge, settings, generator)
+
+
+def judge_job(settings: JudgeSettings, engine: Engine,
+              generator: CandidateGenerator | None = None) -> tuple[Job[PairSpec], list[Engine]]:
+    """:func:`judge_pair` as a :class:`~cai_engine.executors.job.Job` that can travel, and the engines
+    it runs on here (the judge first, then the generator's policy and second model, each once)."""
+    engines = [engine]
+    for other in (generator.policy, generator.model_b) if generator is not None else ():
+        if other is not None and all(other is not e for e in engines):
+            engines.append(other)
+    generation = None
+    if generator is not None:
+        slot = {id(e): i for i, e in enumerate(engines)}
+        generation = (generator.kind, slot[id(generator.policy)],
+                      slot[id(generator.model_b)] if generator.model_b is not None else None,
+                      generator.params, generator.system_prompt, generator.seed)
+    job = Job(models=[e.config for e in engines],
+              setup=functools.partial(_judge_worker, settings=settings, generation=generation),
+              failure_base=functools.partial(_failure_base, settings=settings, judge_spec=engine.spec))
+    return job, engines
+
+
+def _failure_base(spec: PairSpec, settings: JudgeSettings, judge_spec: str) -> dict[str, Any]:
+    return _base_record(spec, "", settings, judge_spec)
+
+
 async def run_judge(
     pairs: Iterable[PairSpec],
     *,
@@ -230,20 +268,23 @@ async def run_judge(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_skip: Callable[[int], None] | None = None,
     shard: tuple[int, int] | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
     """Stream ``pairs`` through :func:`judge_pair`, appending records to ``out_path`` (resumable).
 
     ``shard=(i, n)`` judges only the pairs whose id falls in shard ``i`` of ``n`` (``cai merge`` joins them).
+    ``executor``: where the pairs are judged (default: here; see :func:`~cai_engine.pipelines.revise.run_revise`).
     """
+    job, engines = judge_job(settings, engine, generator)
     with open_store(out_path) as store:
-        return await run_items(
+        return await (executor or LocalExecutor()).run(
             pairs,
+            job=job,
+            engines=engines,
             record_id=lambda spec: pair_id(spec, settings, engine.spec),
-            worker=lambda spec, rid: judge_pair(spec, rid, engine, settings, generator),
             store=store,
             concurrency=concurrency,
             retry_failed=retry_failed,
-            failure_base=lambda spec: _base_record(spec, "", settings, engine.spec),
             on_record=on_record,
             on_skip=on_skip,
             shard=shard,

@@ -12,6 +12,7 @@ be audited and re-derived without calling a model again.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,10 @@ from cai_engine.constitution import Constitution
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
 from cai_engine.engine.session import open_store
-from cai_engine.engine.runner import RunSummary, run_items
+from cai_engine.engine.runner import RunSummary
 from cai_engine.errors import CaiError
-from cai_engine.models.base import ChatRequest, Message, SamplingParams, Usage
+from cai_engine.executors.job import Executor, Job, LocalExecutor
+from cai_engine.models.base import ChatRequest, Message, ModelConfig, SamplingParams, Usage
 from cai_engine.prompts import revise as templates
 from cai_engine.sources import PromptItem, as_dicts, combined_system, conversation_key, split_system
 
@@ -184,6 +186,26 @@ async def revise_one(prompt: PromptLike, rid: str, engine: Engine, settings: Rev
     }
 
 
+def _revise_worker(engines: list[Engine], settings: ReviseSettings) -> Callable[[PromptItem, str], Any]:
+    engine = engines[0]
+    return lambda item, rid: revise_one(item.messages, rid, engine, settings)
+
+
+def _revise_failure(item: PromptItem, settings: ReviseSettings, spec: str) -> dict[str, Any]:
+    return {
+        "prompt": item.text,
+        "messages": as_dicts(item.messages),
+        "model": spec,
+        "constitution": {"name": settings.constitution.name, "hash": settings.constitution.hash},
+    }
+
+
+def revise_job(settings: ReviseSettings, config: ModelConfig) -> Job[PromptItem]:
+    """:func:`revise_one` over one model, as a :class:`~cai_engine.executors.job.Job` that can travel."""
+    return Job(models=[config], setup=functools.partial(_revise_worker, settings=settings),
+               failure_base=functools.partial(_revise_failure, settings=settings, spec=config.spec))
+
+
 async def run_revise(
     prompts: Iterable[PromptItem],
     *,
@@ -195,22 +217,21 @@ async def run_revise(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     on_skip: Callable[[int], None] | None = None,
     shard: tuple[int, int] | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
-    """Stream ``prompts`` through :func:`revise_one`, appending records to ``out_path`` (resumable)."""
+    """Stream ``prompts`` through :func:`revise_one`, appending records to ``out_path`` (resumable).
+
+    ``executor``: where the items run (default: here; a :class:`~cai_engine.executors.ray_driver.RayExecutor`
+    runs them on Ray workers, the records still written here)."""
     with open_store(out_path) as store:
-        return await run_items(
+        return await (executor or LocalExecutor()).run(
             prompts,
+            job=revise_job(settings, engine.config),
+            engines=[engine],
             record_id=lambda item: record_id(item.messages, settings, engine.spec),
-            worker=lambda item, rid: revise_one(item.messages, rid, engine, settings),
             store=store,
             concurrency=concurrency,
             retry_failed=retry_failed,
-            failure_base=lambda item: {
-                "prompt": item.text,
-                "messages": as_dicts(item.messages),
-                "model": engine.spec,
-                "constitution": {"name": settings.constitution.name, "hash": settings.constitution.hash},
-            },
             on_record=on_record,
             on_skip=on_skip,
             shard=shard,

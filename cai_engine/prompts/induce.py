@@ -43,14 +43,15 @@ _PROPOSE_TASK = (
 )
 
 MERGE_SYSTEM = (
-    "You edit constitutions for AI assistants. You merge principles that say the same thing into one "
-    "principle that keeps their shared meaning, stays specific and testable, and drops outliers."
+    "You edit constitutions for AI assistants. You find principles that test the same thing, even when "
+    "they are worded differently, so that each concern is tested once."
 )
 
 _MERGE_TASK = (
-    "These principles were proposed separately and say nearly the same thing:\n\n{items}\n\n"
-    "Write them as one principle with the same three fields. Reply with JSON only: "
-    "{{\"judge\": \"Which response ...?\", \"critique\": \"Identify ...\", \"revision\": \"Rewrite the response ...\"}}"
+    "These judge questions were proposed separately:\n\n{items}\n\n"
+    "Which of them test the same property of a response? Group the numbers of questions that mean the "
+    "same thing; leave out questions that have no duplicate. Reply with JSON only, a list of groups, "
+    "e.g. [[1, 4], [2, 5, 7]], or [] when no two questions mean the same thing."
 )
 
 
@@ -65,12 +66,9 @@ def propose_messages(prompt: str | Sequence[Any], chosen: str, rejected: str, n:
     return [Message(role="system", content=PROPOSE_SYSTEM), Message(role="user", content=user)]
 
 
-def merge_messages(principles: Sequence[dict[str, str]]) -> list[Message]:
-    """Messages asking to merge near-duplicate principles (``judge``/``critique``/``revision`` dicts) into one."""
-    items = "\n".join(
-        f"{i}. judge: {p['judge']}\n   critique: {p['critique']}\n   revision: {p['revision']}"
-        for i, p in enumerate(principles, 1)
-    )
+def merge_messages(questions: Sequence[str]) -> list[Message]:
+    """Messages asking which of the numbered judge questions test the same thing (the model as merger)."""
+    items = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, 1))
     return [Message(role="system", content=MERGE_SYSTEM), Message(role="user", content=_MERGE_TASK.format(items=items))]
 
 

@@ -170,11 +170,14 @@ def _relative(base: Path, path: Path) -> Path:
 
 
 def _relative_source(base: Path, source: Path | str) -> Path | str:
-    """A path, or an ``hf:`` spec whose folder is taken relative to the config file when it is one
-    there (else it is a Hub dataset id and stays as written)."""
+    """A path, or an ``hf:`` spec. ``hf:FOLDER`` (relative to the config file) is that folder's
+    path: a folder is read the same way (``save_to_disk`` or data files) and stays hashable as
+    the stage fingerprint's input; with ``:CONFIG``, or a Hub dataset id, the spec stays a string."""
     if isinstance(source, Path):
         return _relative(base, source)
     name, sep, config = source[len("hf:"):].partition(":")
-    local = _relative(base, Path(name))
-    return f"hf:{local}{sep}{config}" if name and not Path(name).is_absolute() and local.exists() else source
+    local = _relative(base, Path(name)) if name else None
+    if local is None or not local.exists():
+        return source
+    return f"hf:{local}{sep}{config}" if config else local
 

@@ -1,0 +1,393 @@
+"""``--ray``: the driver side. Pending items go to Ray worker actors in small batches; records come
+back as they finish and only this process writes OUT.
+
+Why actors fed by the driver and not a Ray Data dataset (``docs/scaling.md`` says it for users):
+the pending items are decided here, lazily, against the record store's index (the resume rule of
+:class:`~cai_engine.engine.runner.Pending`), so memory stays flat however many prompts there are
+and a dataset would have to be materialised or re-derive that rule elsewhere; the driver must
+know which items a dead worker held to redo exactly those; and Ray Data's executor reserves CPUs
+for its own read and map tasks, which on a small machine compete with the workers. Batches are
+method calls on an actor pool with a bounded window per worker, so the driver never queues more
+than ``workers x (concurrency per worker + batch_size)`` items.
+
+Faults: a worker actor that dies is restarted by Ray (``max_restarts=-1``); the items of its
+batches that had not come back are sent again (to any worker). A record that arrives twice (a
+worker that was only unreachable for a while) is written once: the driver writes an id only
+while it is in flight. A paid request is repeated only for an item the dead worker had started
+and not returned, so the most a death costs again is that worker's concurrency (items in flight)
+times the requests of one item, and nothing with the response cache on (finished requests of the
+redone items are cache hits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import uuid
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from cai_engine.engine.engine import Engine
+from cai_engine.engine.ledger import CURRENT_ITEM, BudgetLedger, ItemCost, Spend
+from cai_engine.engine.records import RecordStore
+from cai_engine.engine.runner import Pending, RunSummary, failure_record
+from cai_engine.errors import CaiError
+from cai_engine.executors.job import Job
+from cai_engine.executors.settings import NAMESPACE, RaySettings
+
+T = TypeVar("T")
+INSTALL_HINT = "pip install 'cai-engine[ray]'"
+#: Environment variables a worker needs from the driver (besides the models' API key variables).
+_ENV = ("CAI_HOME", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM",
+        "VLLM_CPU_KVCACHE_SPACE")
+
+
+class WorkerDied(CaiError):
+    """The items of a batch whose worker died ``max_batch_attempts`` times (the reason of their failed records)."""
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise CaiError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+def connect(ray: Any, settings: RaySettings) -> bool:
+    """Join the cluster of ``settings.address`` / ``$RAY_ADDRESS``, or start a local Ray. True when
+    this call started Ray (the caller shuts it down after); a Ray this process already runs is reused."""
+    if ray.is_initialized():
+        return False
+    import logging
+
+    address = settings.address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:  # local: enough CPUs for the workers asked for, even on a small machine (they mostly wait on I/O)
+            need = math.ceil(settings.workers * settings.num_cpus_per_worker)
+            ray.init(num_cpus=max(os.cpu_count() or 1, need), **kwargs)
+    except ConnectionError as exc:
+        raise CaiError(f"--ray-address {address}: cannot join the Ray cluster ({exc}); start one with `ray start --head`"
+                       " or leave the address out for a local Ray") from None
+    return True
+
+
+def _worker_env(job: Job[Any]) -> dict[str, str]:
+    from cai_engine.paths import cai_home
+
+    names = set(_ENV)
+    for config in job.models:
+        names.add(config.api_key_env or {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(config.provider, ""))
+    env = {name: os.environ[name] for name in names if name and name in os.environ}
+    env["CAI_HOME"] = str(cai_home())
+    return env
+
+
+class RayExecutor:
+    """Runs a :class:`~cai_engine.executors.job.Job` on Ray workers (see the module docstring).
+
+    After a run, :attr:`report` says what happened on the cluster: batches sent and redone, items
+    redone, duplicates dropped, worker processes seen."""
+
+    def __init__(self, settings: RaySettings | None = None):
+        self.settings = settings or RaySettings()
+        self.report: dict[str, Any] = {}
+        self.run_id = uuid.uuid4().hex[:8]
+
+    async def run(self, items: Iterable[T], *, job: Job[T], engines: list[Engine], record_id: Callable[[T], str],
+                  store: RecordStore, concurrency: int, retry_failed: bool = False,
+                  on_record: Callable[[dict[str, Any]], None] | None = None,
+                  on_skip: Callable[[int], None] | None = None,
+                  shard: tuple[int, int] | None = None) -> RunSummary:
+        from cai_engine.engine.session import current_session
+
+        if any(e.batch is not None for e in engines):
+            raise CaiError("--batch and --ray do not go together: a Batch API job already runs at the provider")
+        ray = import_ray()
+        session = current_session()
+        ledger = session.ledger if session is not None else None
+        if ledger is not None and ledger.max_cost_usd is not None:
+            ledger.check(engines[0].spec)  # a budget spent by earlier runs sends nothing, as in one process
+        started = connect(ray, self.settings)
+        run = _Run(ray, self, job, engines, store, ledger, concurrency)
+        try:
+            return await run.feed(items, record_id, Pending(store, run.summary, retry_failed=retry_failed, shard=shard,
+                                                            on_skip=on_skip), on_record,
+                                  session.stop if session is not None else None)
+        finally:
+            await run.close()
+            self.report = run.report()
+            if started:
+                ray.shutdown()
+
+
+class _Run:
+    """One run's actors and bookkeeping."""
+
+    def __init__(self, ray: Any, executor: RayExecutor, job: Job[Any], engines: list[Engine], store: RecordStore,
+                 ledger: BudgetLedger | None, concurrency: int):
+        from cai_engine.executors.quota import QuotaService
+        from cai_engine.executors.ray_worker import Worker
+
+        self.ray, self.settings, self.job, self.engines = ray, executor.settings, job, engines
+        self.store, self.ledger = store, ledger
+        self.summary = RunSummary()
+        workers = self.settings.workers
+        self.per_worker = max(1, math.ceil(concurrency / workers))
+        self.window = self.per_worker + self.settings.batch_size  # items one worker holds at most
+        max_cost = ledger.max_cost_usd if ledger is not None else None
+        spent_before = ledger.spent_usd if ledger is not None else 0.0
+        metered = [e.config for e in engines if e.retry is not None]
+        prefix = f"cai-{executor.run_id}"
+        self.service = ray.remote(QuotaService).options(
+            num_cpus=0, name=f"{prefix}-quota", namespace=NAMESPACE).remote(
+            metered, workers, None if max_cost is None else max_cost - spent_before)
+        session_cache = self._cache_path()
+        actor = ray.remote(Worker)
+        self.actors = [
+            actor.options(num_cpus=self.settings.num_cpus_per_worker, num_gpus=self.settings.num_gpus_per_worker,
+                          max_restarts=-1, max_task_retries=0, name=f"{prefix}-worker-{i}", namespace=NAMESPACE,
+                          runtime_env={"env_vars": _worker_env(job)}).remote(
+                job, i, self.per_worker, f"{prefix}-quota", [c.spec for c in metered], max_cost, spent_before,
+                self._options(), session_cache)
+            for i in range(workers)
+        ]
+        self.load = [0] * workers
+        self.in_flight: set[str] = set()
+        self.fatal: BaseException | None = None
+        self.stats: dict[str, list[dict[str, Any]]] = {}  # incarnation -> its engines' stats
+        self.spent: dict[str, Spend] = {}  # incarnation -> what it said it had spent
+        self.received: dict[str, Spend] = {}  # incarnation -> spend that reached this ledger
+        self.counts = {"batches": 0, "batches_redone": 0, "items_redone": 0, "duplicates_dropped": 0}
+
+    @staticmethod
+    def _cache_path() -> str | None:
+        from cai_engine.engine.cache import default_cache_path
+        from cai_engine.engine.session import current_session
+
+        session = current_session()
+        if session is None or not session.use_cache:
+            return None
+        return str(session.cache_path or default_cache_path())
+
+    @staticmethod
+    def _options() -> Any:
+        from cai_engine.engine.session import current_session
+
+        session = current_session()
+        return session.options if session is not None else None
+
+    # ---- feeding -----------------------------------------------------------------------------
+    async def feed(self, items: Iterable[T], record_id: Callable[[T], str], admit: Pending,
+                   on_record: Callable[[dict[str, Any]], None] | None, stop: Any) -> RunSummary:
+        self.admit, self.on_record = admit, on_record
+        self.in_flight = admit.in_flight
+        pending: Iterator[T] = iter(items)
+        source_done = False
+        input_error: BaseException | None = None
+        streams: set[asyncio.Task[None]] = set()
+        told_stop = False
+
+        def stopping() -> bool:
+            return self.fatal is not None or input_error is not None or (stop is not None and stop.requested)
+
+        try:
+            while True:
+                while not source_done and not stopping() and min(self.load) < self.window:
+                    batch: list[tuple[str, T]] = []
+                    try:
+                        while len(batch) < self.settings.batch_size:
+                            item = next(pending, _END)
+                            if item is _END:
+                                source_done = True
+                                break
+                            rid = record_id(item)
+                            if admit(rid):
+                                batch.append((rid, item))
+                    except Exception as exc:  # a bad input row: stop feeding, finish what is in flight, raise
+                        input_error = exc
+                    if batch:
+                        streams.add(asyncio.create_task(self._stream(self._least_loaded(), batch, 1)))
+                if stopping() and not told_stop:
+                    told_stop = True
+                    for actor in self.actors:
+                        actor.stop.remote()
+                if not streams:
+                    break
+                finished, streams = await asyncio.wait(streams, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    retry = task.result()  # a bug in a worker is raised here
+                    if retry is not None and not stopping():
+                        streams.add(asyncio.create_task(self._stream(self._least_loaded(), *retry)))
+        except BaseException:
+            for task in streams:
+                task.cancel()
+            raise
+        await self._settle_lost_spend()
+        if self.fatal is not None:
+            self.summary.stopped_reason = str(self.fatal)
+            raise self.fatal
+        if input_error is not None:
+            raise input_error
+        if stop is not None and stop.requested:
+            raise stop.stopped_error(self.summary.done + self.summary.failed)
+        return self.summary
+
+    def _least_loaded(self) -> int:
+        return min(range(len(self.load)), key=self.load.__getitem__)
+
+    async def _stream(self, index: int, batch: list[tuple[str, Any]], attempt: int) -> tuple[list[tuple[str, Any]], int] | None:
+        """Send one batch and write its records as they come. Returns what to send again after the
+        worker died (None when the batch is done)."""
+        ray = self.ray
+        self.counts["batches"] += 1
+        self.load[index] += len(batch)
+        try:
+            async for ref in self.actors[index].run.options(num_returns="streaming").remote(batch):
+                self._take(await ref)
+            return None
+        except ray.exceptions.RayTaskError as exc:  # raised by the worker's code (a model that cannot start...)
+            cause = getattr(exc, "cause", None)
+            raise (cause if isinstance(cause, CaiError) else exc.as_instanceof_cause()) from None
+        except ray.exceptions.RayError as exc:
+            left = [(rid, item) for rid, item in batch if rid in self.in_flight]
+            self.service.release.remote(index)
+            if not left:
+                return None
+            if attempt >= self.settings.max_batch_attempts:
+                self._give_up(left, exc)
+                return None
+            self.counts["batches_redone"] += 1
+            self.counts["items_redone"] += len(left)
+            return left, attempt + 1
+        finally:
+            self.load[index] -= len(batch)
+
+    def _take(self, message: dict[str, Any]) -> None:
+        """One message of a worker: write its records, settle its spend, note a fatal error."""
+        incarnation = message["incarnation"]
+        received = self.received.setdefault(incarnation, {})
+        for record in message["records"]:
+            rid = record["id"]
+            spend: Spend = record.get("cost_by_model") or {}
+            for spec, usd in spend.items():
+                received[spec] = received.get(spec, 0.0) + usd
+            if rid not in self.in_flight:  # sent again after its worker seemed dead, and both came back
+                self.counts["duplicates_dropped"] += 1
+                self._charge_outside(spend)  # paid all the same
+                continue
+            self.in_flight.discard(rid)
+            self._charge_item(spend)
+            self.store.append(record, spend=spend)
+            self.summary.add(record)
+            if self.on_record is not None:
+                self.on_record(record)
+        for rid in message["unstarted"]:
+            self.in_flight.discard(rid)
+        for spec, usd in message["outside"].items():
+            received[spec] = received.get(spec, 0.0) + usd
+        self._charge_outside(message["outside"])
+        if message["fatal"] is not None and self.fatal is None:
+            self.fatal = message["fatal"]
+        self.spent[incarnation] = message["spent"]
+        self.stats[incarnation] = message["stats"]
+        self._merge_stats()
+
+    def _give_up(self, left: list[tuple[str, Any]], exc: BaseException) -> None:
+        reason = WorkerDied(f"its Ray worker died {self.settings.max_batch_attempts} times running this batch: "
+                            f"{str(exc).splitlines()[0][:300]}")
+        for rid, item in left:
+            record = failure_record(rid, self.job.failure_base(item), reason)
+            record["cost_usd"] = 0.0
+            self.in_flight.discard(rid)
+            self.store.append(record)
+            self.summary.add(record)
+            if self.on_record is not None:
+                self.on_record(record)
+
+    # ---- the driver's ledger -------------------------------------------------------------------
+    def _charge_item(self, spend: Spend) -> None:
+        """The record's spend, charged here as its requests were in the worker (the ledger then
+        moves it to the record file when the line is written, exactly as in one process)."""
+        if self.ledger is None:
+            return
+        token = CURRENT_ITEM.set(ItemCost())
+        try:
+            for spec, usd in spend.items():
+                self.ledger.charge(spec, usd)
+        finally:
+            CURRENT_ITEM.reset(token)
+
+    def _charge_outside(self, spend: Spend) -> None:
+        if self.ledger is None:
+            return
+        token = CURRENT_ITEM.set(None)
+        try:
+            for spec, usd in spend.items():
+                self.ledger.charge(spec, usd)
+        finally:
+            CURRENT_ITEM.reset(token)
+
+    async def _settle_lost_spend(self) -> None:
+        """What dead workers had spent on items that never came back: paid, so it is charged (as
+        spend outside any record), from the last figure each worker process reported."""
+        try:
+            leased = await self.service.spend_reports.remote()
+        except self.ray.exceptions.RayError:
+            leased = {}
+        for incarnation in set(self.spent) | set(leased):
+            said = dict(self.spent.get(incarnation, {}))
+            for spec, usd in leased.get(incarnation, {}).items():
+                said[spec] = max(said.get(spec, 0.0), usd)
+            got = self.received.get(incarnation, {})
+            self._charge_outside({spec: usd - got.get(spec, 0.0) for spec, usd in said.items()
+                                  if usd - got.get(spec, 0.0) > 1e-12})
+
+    def _merge_stats(self) -> None:
+        """The driver's engines show the sum of every worker process's counters (progress line, manifest)."""
+        for i, engine in enumerate(self.engines):
+            rows = [stats[i] for stats in self.stats.values() if i < len(stats)]
+            if not rows:
+                continue
+            for name, value in rows[0].items():
+                if name == "spec":
+                    continue
+                if isinstance(value, bool):
+                    setattr(engine.stats, name, all(r[name] for r in rows))
+                elif isinstance(value, (int, float)):
+                    setattr(engine.stats, name, sum(r[name] for r in rows))
+                elif isinstance(value, dict):
+                    merged: dict[str, int] = {}
+                    for r in rows:
+                        for k, v in r[name].items():
+                            merged[k] = merged.get(k, 0) + v
+                    setattr(engine.stats, name, merged)
+
+    # ---- the end --------------------------------------------------------------------------------
+    async def close(self) -> None:
+        ray = self.ray
+        closing = [actor.close.remote() for actor in self.actors]
+        try:
+            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout=10)
+        except (asyncio.TimeoutError, Exception):
+            pass
+        try:
+            self.quota_report = await asyncio.wait_for(self.service.report.remote(), timeout=5)
+        except (asyncio.TimeoutError, Exception):
+            self.quota_report = {}
+        for actor in [*self.actors, self.service]:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:
+                pass
+
+    def report(self) -> dict[str, Any]:
+        return {**self.counts, "worker_processes": len(self.stats), "workers": len(self.actors),
+                "per_worker_concurrency": self.per_worker, "batch_size": self.settings.batch_size,
+                "quota": getattr(self, "quota_report", {})}
+
+
+_END = object()
