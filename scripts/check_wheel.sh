@@ -12,7 +12,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PY:-python3}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cai-wheel-XXXXXX")"
-if [ "${KEEP:-0}" = 1 ]; then echo "work dir: $WORK"; else trap 'rm -rf "$WORK"' EXIT; fi
+# Removing the venv (~1.5 GB) takes a while on a busy disk: done in the background once we exit.
+if [ "${KEEP:-0}" = 1 ]; then echo "work dir: $WORK"; else trap '(rm -rf "$WORK" >/dev/null 2>&1 &)' EXIT; fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export CAI_HOME="${CAI_HOME:-$WORK/cai-home}"
 step() { printf '\n== [%3ds] %s\n' "$SECONDS" "$*"; }

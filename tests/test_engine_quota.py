@@ -11,7 +11,9 @@ from fake_provider import Quota, reply_text, running_provider
 from cai_engine.engine.engine import Engine, EngineOptions
 from cai_engine.engine.limits import HEADROOM, Limits, RateBucket
 from cai_engine.models.base import ChatRequest, Message, ModelConfig, SamplingParams
-from cai_engine.models.ratelimits import ADAPTIVE_CEILING, Bucket, QuotaReading, anthropic_quota, openai_quota, parse_duration, parse_reset_time
+from cai_engine.models.ratelimits import (
+    ADAPTIVE_CEILING, Bucket, QuotaReading, anthropic_quota, openai_quota, parse_duration, parse_reset_time,
+)
 
 FAST = EngineOptions(retry_base_s=0.01, retry_max_wait_s=2.0)
 
@@ -134,3 +136,19 @@ async def test_concurrency_option_raises_the_cap() -> None:
         await asyncio.gather(*(one(i) for i in range(32)))
         await engine.aclose()
     assert peak > 8  # the model config said 8; --concurrency 32 raised it
+
+
+async def test_anthropic_input_and_output_token_limits_are_read_apart(monkeypatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-quota")
+    quota = Quota(rpm=600, input_tpm=90_000, output_tpm=18_000, window_s=1.0)
+    with running_provider(quota=quota) as provider:
+        engine = Engine.from_config(ModelConfig(spec="anthropic/claude-sonnet-4-5", base_urls=[provider.url]),
+                                    options=FAST)
+        await asyncio.gather(*(engine.generate(ask(i)) for i in range(20)))
+        limits = engine.limits
+        text = engine.quota_text()
+        await engine.aclose()
+    assert limits.quota == {"requests": 600, "input_tokens": 90_000, "output_tokens": 18_000}
+    assert set(limits.derived) == {"requests", "input_tokens", "output_tokens"}
+    assert text.startswith("rpm ") and ("itpm" in text or "otpm" in text)
+    assert provider.counts["quota:429"] == 0

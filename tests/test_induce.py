@@ -197,3 +197,32 @@ def test_select_orders_by_net_votes_and_applies_the_thresholds() -> None:
     assert [c["id"] for c in kept] == ["y"]
     assert {c["id"]: c["reason"] for c in rejected} == {
         "z": "beyond --max-principles 1", "x": "agreement 0.6 < --min-agreement 0.7", "w": "no more votes for than against"}
+
+
+def test_max_cost_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    labels, out = _labels(tmp_path), tmp_path / "budget.yaml"
+    with running_induce() as provider:
+        config = tmp_path / "priced.yaml"
+        # 1 USD a token: every proposal reply costs ~100 USD, so 250 USD stops after a few.
+        config.write_text(f"base_urls: ['{provider.openai_base}']\nmax_concurrency: 1\n"
+                          "prices: {input_per_mtok: 1000000, output_per_mtok: 1000000}\n")
+        args = ["constitution", "induce", "--pairs", str(labels), "--model", "openai/fake", "--model-config", str(config),
+                "-o", str(out), "--no-cache", "--concurrency", "1", "--baseline", "none"]
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--max-cost", "250"])
+        assert exc.value.code == 2 and "--max-cost 250" in capsys.readouterr().err
+        paid = provider.kinds["propose"]
+        assert 1 <= paid < 12 and not out.exists()
+        main(args)  # no budget this time: continues where it stopped
+        assert provider.kinds["propose"] == 12  # nothing proposed twice
+    assert load_constitution(out).principles
+
+
+async def test_ainduce_runs_inside_an_event_loop(tmp_path: Path) -> None:
+    assert {"induce", "ainduce", "audit"} <= set(cai_engine.__all__)
+    with running_induce() as provider:
+        report = await cai_engine.ainduce(labelled_pairs(12), model="openai/fake", model_config=_config(tmp_path, provider),
+                                          out=tmp_path / "nb.yaml", baseline="none", no_cache=True, progress=False,
+                                          min_agreement=0.75)
+    assert report["kept"] and _is_question_principle(report["kept"][0]["judge"])
+    assert report["labels"] == "python list" and (tmp_path / "nb.induce" / "input_pairs.jsonl").exists()

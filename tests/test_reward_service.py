@@ -83,12 +83,14 @@ def test_pairwise_rewards_follow_the_judge_against_the_reference(tmp_path: Path)
 
 @pytest.mark.slow
 def test_the_embedded_judge_answers_a_batch(tmp_path: Path) -> None:
-    service = Service(tmp_path, "-c", "general", "-j", "local/smollm2", "--reference-model", "local/smollm2",
-                      "-k", "1", "--mode", "pointwise")
+    service = Service(tmp_path, "-c", "general", "-j", "local/smollm2", "-k", "1")
     try:
         prompts = ["How do I boil an egg? ", "Name a planet. "]
-        body = openrlhf_post(service.url, [prompts[0] + "Simmer it for 9 minutes.", prompts[1] + "Mars."], prompts)
-        assert len(body["rewards"]) == 2 and all(-1.0 <= r <= 1.0 for r in body["rewards"])
-        assert body["extra_logs"]["judge_failed"] == [0, 0]
+        body = openrlhf_post(service.url, [prompts[0] + "Simmer it for 9 minutes.", prompts[1] + "Mars."], prompts,
+                             labels=["Microwave it whole.", "The Moon."])
+        assert len(body["rewards"]) == len(body["scores"]) == 2
+        assert all(-1.0 <= r <= 1.0 for r in body["rewards"])
+        # A 135M judge reads its verdict from logprobs: each sample is scored, none fails the batch.
+        assert body["extra_logs"]["judge_failed"] == [0, 0], body
     finally:
         assert service.stop() == 0

@@ -54,7 +54,8 @@ def train(stage: str, config: Path | str | dict[str, Any] | None = None, **field
     return run_stage(stage, load_stage_config(stage, config, [], **fields))
 
 
-def run(run_config: Path | str | dict[str, Any], *, from_stage: str | None = None, echo: Any = print) -> Path:
+def run(run_config: Path | str | dict[str, Any], *, from_stage: str | None = None, echo: Any = print,
+        out_dir: Path | str | None = None, progress: Any = True) -> Path:
     """Run every stage of a run config; returns the run dir. ``run_config`` is a ``runs/NAME.yaml``
     path, or a dict of its fields: that is written to ``.NAME.run.yaml`` in the current folder, so
     its relative paths (prompts, constitution) resolve against the current folder and the outputs
@@ -69,4 +70,7 @@ def run(run_config: Path | str | dict[str, Any], *, from_stage: str | None = Non
         data = {"out_dir": f"runs/{name}", **run_config}
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         run_config = path
-    return run_stages(Path(run_config), from_stage=from_stage, echo=echo)
+    from cai_engine.api.progress import resolve_progress
+
+    return run_stages(Path(run_config), from_stage=from_stage, echo=echo,
+                      out_dir=Path(out_dir) if out_dir is not None else None, progress=resolve_progress(progress))

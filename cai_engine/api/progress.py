@@ -1,40 +1,20 @@
-"""Progress for long calls: the protocol the pipelines feed, a silent default and the rich bar.
-
-The CLI and the Python API pass a factory ``(description, total, engines) -> context manager`` with
-``record(record)`` and ``skip(n)``; the runs orchestrator gets one from its caller, so nothing
-below the CLI prints on its own.
-"""
+"""The rich progress bar of the CLI and the API (the protocol and the silent default live in
+:mod:`cai_engine.engine.progress`): done/total, tokens/s, failures, cost, ETA."""
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, ContextManager, Iterator, Optional, Protocol, Sequence, Union
+from typing import Any, Sequence, Union
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cai_engine.engine.engine import Engine
+from cai_engine.engine.progress import ProgressFactory, ProgressSink, no_progress
 
 console = Console(stderr=True)
 
-
-class ProgressSink(Protocol):
-    def record(self, record: dict[str, Any]) -> None: ...
-
-    def skip(self, n: int) -> None: ...
-
-
-ProgressFactory = Callable[[str, Optional[int], Sequence[Engine]], ContextManager[ProgressSink]]
-
-
-class _Silent:
-    def record(self, record: dict[str, Any]) -> None:
-        pass
-
-    def skip(self, n: int) -> None:
-        pass
-
+__all__ = ["ProgressFactory", "ProgressOption", "ProgressSink", "RunProgress", "console", "no_progress", "resolve_progress"]
 
 #: ``True``: the rich progress bar on stderr; ``False``/``None``: silent; or a factory of your own.
 ProgressOption = Union[ProgressFactory, bool, None]
@@ -46,13 +26,6 @@ def resolve_progress(progress: Any) -> ProgressFactory:
     if progress is False or progress is None:
         return no_progress
     return progress
-
-
-@contextmanager
-def no_progress(description: str, total: int | None, engines: Sequence[Engine]) -> Iterator[ProgressSink]:
-    """Show nothing (the API's default when ``progress=False``)."""
-    yield _Silent()
-
 
 
 class RunProgress:

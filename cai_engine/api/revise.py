@@ -71,7 +71,8 @@ async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded:
     checked = check_prompt_items(prompts, column, limit, **read)  # every row checked before the first request
     total = None if shard_spec else checked.count
     engine = session.engine(config, batch_dir=out / "batches" if batch else None)
-    session.stamp["settings_id"] = claim(out, "revise", {**settings.fingerprint(engine.spec), "prompts": source_of(prompts)},
+    session.stamp["settings_id"] = claim(out, "revise", {**settings.fingerprint(engine.spec), "prompts": source_of(prompts),
+                                                         "column": column, "format": format, "split": split},
                                          new_settings=new_settings)
     started = time.perf_counter()
     try:

@@ -33,7 +33,7 @@ def serve_command(
 
     Pairwise: reward = 2 * P(response better than the reference) - 1, judged in both orders under the
     constitution; the reference is the request's label, else --reference-model's answer. Pointwise:
-    2 * mean P(yes) over the principles' judge questions - 1. Ctrl-C stops it.
+    the judge's 0-10 rating on the principles' judge questions, as 2 * score/10 - 1. Ctrl-C stops it.
 
     Example:
 

@@ -201,11 +201,12 @@ def _revise_settings(loaded: Any, config: Any, rounds: int | None, max_tokens: i
     )
 
 
-def _prompts(path: Path, column: str | None, n: int) -> list[str]:
+def _prompts(path: Path, column: str | None, n: int) -> list[Any]:
+    """The first ``n`` prompts as items (the whole conversation, not only its last turn)."""
     from cai_engine.errors import CaiError
     from cai_engine.sources import iter_prompts
 
-    prompts = [item.text for item in iter_prompts(path, column, n)]
+    prompts = list(iter_prompts(path, column, n))
     if not prompts:
         raise CaiError(f"{path}: no prompts found; pass a file with a 'prompt' column (or --column NAME)")
     return prompts

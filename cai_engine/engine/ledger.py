@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import contextvars
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cai_engine.atomic import write_json_atomic
 from cai_engine.errors import BudgetExceeded
 
 LEDGER_FILE = "ledger.json"
@@ -163,9 +163,7 @@ class BudgetLedger:
         """Atomic write of ``ledger.json`` (runs on the writer thread, or at close)."""
         if self.path is None:
             return
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.snapshot(), indent=1))
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, self.snapshot(), indent=1)
         self._last_save = time.monotonic()
 
     def track(self, records_file: Path) -> None:

@@ -11,11 +11,11 @@ it was made under, and exports keep only the current ones unless asked for all.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from cai_engine.atomic import write_json_atomic
 from cai_engine.engine.records import stable_hash
 from cai_engine.errors import ConfigError
 
@@ -48,10 +48,7 @@ def _read(out_dir: Path) -> dict[str, Any] | None:
 
 
 def _write(out_dir: Path, data: dict[str, Any]) -> None:
-    path = out_dir / SETTINGS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, path)
+    write_json_atomic(out_dir / SETTINGS_FILE, data)
 
 
 def claim(out_dir: Path, kind: str, settings: dict[str, Any], *, new_settings: bool = False) -> str:

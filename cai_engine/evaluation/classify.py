@@ -83,12 +83,7 @@ class ClassifySettings:
 
 async def classify(engine: Engine, settings: ClassifySettings, kind: str, request: str, response: str, rid: str) -> dict[str, Any]:
     """Ask the judge the ``kind`` question about one answer; the judgment fields of its record."""
-    return await ask_yes_no(engine, settings, templates.classification_messages(kind, request, response), rid, kind)
-
-
-async def ask_yes_no(engine: Engine, settings: ClassifySettings, messages: list[Any], rid: str, kind: str) -> dict[str, Any]:
-    """One yes/no question (``messages``) to the judge: P(yes) from logprobs, else a strict parse,
-    retried with other seeds when unreadable (the pointwise reward service asks its own questions)."""
+    messages = templates.classification_messages(kind, request, response)
     usage = Usage()
     raws: list[str] = []
     for attempt in range(1 + settings.parse_retries):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from cai_engine.evaluation.judge_eval import bootstrap_ci
-from cai_engine.pipelines.candidates import Candidate, PairSpec
+from cai_engine.pipelines.candidates import Candidate, PairSpec, conversation_spec
 
 SCORES = {"a": 1.0, "tie": 0.5, "b": 0.0}
 
@@ -22,8 +22,8 @@ def pair_spec(trained: dict[str, Any], base: dict[str, Any]) -> PairSpec:
     def source(record: dict[str, Any], role: str) -> dict[str, Any]:
         return {"kind": "eval", "role": role, "model": record["model"], "generation_id": record["id"]}
 
-    return PairSpec(
-        prompt=trained["prompt"],
+    return conversation_spec(
+        trained.get("messages") or [{"role": "user", "content": trained["prompt"]}],
         origin={"kind": "eval", "set": "heldout", "index": trained["index"]},
         a=Candidate(trained["text"], source(trained, "trained")),
         b=Candidate(base["text"], source(base, "base")),

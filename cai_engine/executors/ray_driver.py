@@ -22,6 +22,7 @@ redone items are cache hits).
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import os
 import uuid
@@ -155,13 +156,17 @@ class _Run:
                 self._options(), session_cache)
             for i in range(workers)
         ]
-        self.load = [0] * workers
+        self.load = [0] * workers  # items sent to each worker and not returned
+        self.down = [False] * workers  # died, not answering again yet
+        self.tasks: set[asyncio.Task[Any]] = set()  # batch streams and health checks
         self.in_flight: set[str] = set()
         self.fatal: BaseException | None = None
         self.stats: dict[str, list[dict[str, Any]]] = {}  # incarnation -> its engines' stats
         self.spent: dict[str, Spend] = {}  # incarnation -> what it said it had spent
         self.received: dict[str, Spend] = {}  # incarnation -> spend that reached this ledger
-        self.counts = {"batches": 0, "batches_redone": 0, "items_redone": 0, "duplicates_dropped": 0}
+        self.records_by_process: dict[str, int] = {}  # incarnation -> records it returned
+        self.counts = {"batches": 0, "batches_redone": 0, "items_redone": 0, "duplicates_dropped": 0,
+                       "restarts": 0}
 
     @staticmethod
     def _cache_path() -> str | None:
@@ -188,44 +193,54 @@ class _Run:
         pending: Iterator[T] = iter(items)
         source_done = False
         input_error: BaseException | None = None
-        streams: set[asyncio.Task[None]] = set()
+        redo: collections.deque[tuple[list[tuple[str, Any]], int]] = collections.deque()
         told_stop = False
 
         def stopping() -> bool:
             return self.fatal is not None or input_error is not None or (stop is not None and stop.requested)
 
+        def next_batch() -> list[tuple[str, Any]]:
+            nonlocal source_done, input_error
+            batch: list[tuple[str, Any]] = []
+            try:
+                while len(batch) < self.settings.batch_size:
+                    item = next(pending, _END)
+                    if item is _END:
+                        source_done = True
+                        break
+                    rid = record_id(item)
+                    if admit(rid):
+                        batch.append((rid, item))
+            except Exception as exc:  # a bad input row: stop feeding, finish what is in flight, raise
+                input_error = exc
+            return batch
+
         try:
             while True:
-                while not source_done and not stopping() and min(self.load) < self.window:
-                    batch: list[tuple[str, T]] = []
-                    try:
-                        while len(batch) < self.settings.batch_size:
-                            item = next(pending, _END)
-                            if item is _END:
-                                source_done = True
-                                break
-                            rid = record_id(item)
-                            if admit(rid):
-                                batch.append((rid, item))
-                    except Exception as exc:  # a bad input row: stop feeding, finish what is in flight, raise
-                        input_error = exc
+                while not stopping() and (redo or not source_done) and (index := self._pick()) is not None:
+                    batch, attempt = redo.popleft() if redo else (next_batch(), 1)
                     if batch:
-                        streams.add(asyncio.create_task(self._stream(self._least_loaded(), batch, 1)))
+                        self.tasks.add(asyncio.create_task(self._stream(index, batch, attempt)))
                 if stopping() and not told_stop:
                     told_stop = True
-                    for actor in self.actors:
-                        actor.stop.remote()
-                if not streams:
+                    for i, actor in enumerate(self.actors):
+                        if not self.down[i]:
+                            actor.stop.remote()
+                if not self.tasks:
                     break
-                finished, streams = await asyncio.wait(streams, return_when=asyncio.FIRST_COMPLETED)
+                finished, self.tasks = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
                     retry = task.result()  # a bug in a worker is raised here
-                    if retry is not None and not stopping():
-                        streams.add(asyncio.create_task(self._stream(self._least_loaded(), *retry)))
+                    if retry is not None:
+                        redo.append(retry)
+                if stopping() and not any(not t.get_name().startswith("watch") for t in self.tasks):
+                    break  # only health checks of dead workers are left: nothing more will run
         except BaseException:
-            for task in streams:
+            for task in self.tasks:
                 task.cancel()
             raise
+        for task in self.tasks:
+            task.cancel()
         await self._settle_lost_spend()
         if self.fatal is not None:
             self.summary.stopped_reason = str(self.fatal)
@@ -236,8 +251,10 @@ class _Run:
             raise stop.stopped_error(self.summary.done + self.summary.failed)
         return self.summary
 
-    def _least_loaded(self) -> int:
-        return min(range(len(self.load)), key=self.load.__getitem__)
+    def _pick(self) -> int | None:
+        """The least loaded live worker with room in its window (None: all busy or restarting)."""
+        open_ = [i for i in range(len(self.actors)) if not self.down[i] and self.load[i] < self.window]
+        return min(open_, key=self.load.__getitem__) if open_ else None
 
     async def _stream(self, index: int, batch: list[tuple[str, Any]], attempt: int) -> tuple[list[tuple[str, Any]], int] | None:
         """Send one batch and write its records as they come. Returns what to send again after the
@@ -253,8 +270,8 @@ class _Run:
             cause = getattr(exc, "cause", None)
             raise (cause if isinstance(cause, CaiError) else exc.as_instanceof_cause()) from None
         except ray.exceptions.RayError as exc:
+            self._watch(index)
             left = [(rid, item) for rid, item in batch if rid in self.in_flight]
-            self.service.release.remote(index)
             if not left:
                 return None
             if attempt >= self.settings.max_batch_attempts:
@@ -266,10 +283,30 @@ class _Run:
         finally:
             self.load[index] -= len(batch)
 
+    def _watch(self, index: int) -> None:
+        """Worker ``index`` died: send it nothing until Ray has restarted it and it answers."""
+        if self.down[index]:
+            return
+        self.down[index] = True
+        self.service.release.remote(index)
+
+        async def health() -> None:
+            while True:
+                try:
+                    await self.actors[index].pid.remote()
+                    self.down[index] = False
+                    self.counts["restarts"] += 1
+                    return
+                except self.ray.exceptions.RayError:
+                    await asyncio.sleep(0.2)
+
+        self.tasks.add(asyncio.create_task(health(), name=f"watch-{index}"))
+
     def _take(self, message: dict[str, Any]) -> None:
         """One message of a worker: write its records, settle its spend, note a fatal error."""
         incarnation = message["incarnation"]
         received = self.received.setdefault(incarnation, {})
+        self.records_by_process[incarnation] = self.records_by_process.get(incarnation, 0) + len(message["records"])
         for record in message["records"]:
             rid = record["id"]
             spend: Spend = record.get("cost_by_model") or {}
@@ -385,7 +422,8 @@ class _Run:
                 pass
 
     def report(self) -> dict[str, Any]:
-        return {**self.counts, "worker_processes": len(self.stats), "workers": len(self.actors),
+        return {**self.counts, "worker_processes": len(self.stats), "records_by_process": dict(self.records_by_process),
+                "workers": len(self.actors),
                 "per_worker_concurrency": self.per_worker, "batch_size": self.settings.batch_size,
                 "quota": getattr(self, "quota_report", {})}
 

@@ -10,7 +10,9 @@ Requests go through the SDK's documented raw path, ``client.post("/chat/completi
 cast_to=httpx2.Response)``: the SDK's client, auth, timeouts and error classes, without its
 per-request transform of the typed parameters and its typed response model (~1 ms of CPU a
 request, a third of the client's cost at hundreds of requests/s). The reply's ``x-ratelimit-*``
-headers go to the engine's limiter; its JSON body is parsed straight into our response. Prefix reuse: OpenAI caches prompts of 1,024+ tokens by itself and routes by
+headers go to the engine's limiter; its JSON body is parsed straight into our response.
+
+Prefix reuse: OpenAI caches prompts of 1,024+ tokens by itself and routes by
 ``prompt_cache_key``; the backend sends one key per conversation (:mod:`.prompt_cache`), only to
 OpenAI's own API unless ``prompt_cache: true`` (compatible servers cache prefixes themselves).
 """

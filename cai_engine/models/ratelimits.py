@@ -97,7 +97,8 @@ def _reading(headers: Mapping[str, str], names: dict[str, str], template: str, r
 
 def openai_quota(headers: Mapping[str, str] | None) -> QuotaReading | None:
     """The quota in OpenAI's ``x-ratelimit-*`` headers (None when the server sends none)."""
-    if not headers or headers.get("x-ratelimit-limit-requests") is None and headers.get("x-ratelimit-limit-tokens") is None:
+    if not headers or (headers.get("x-ratelimit-limit-requests") is None
+                       and headers.get("x-ratelimit-limit-tokens") is None):
         return None
     return _reading(headers, {"requests": "requests", "tokens": "tokens"}, "x-ratelimit-{field}-{name}", parse_duration)
 

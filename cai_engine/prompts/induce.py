@@ -1,4 +1,4 @@
-"""Prompts of ``cai constitution induce``: propose principles that explain a preference, merge a cluster.
+"""Prompts of ``cai constitution induce``: propose principles that explain a preference; find duplicates.
 
 The proposal prompt follows Inverse Constitutional AI (Findeis et al., ICLR 2025; reference code
 ``rdnfn/icai``, ``experiment/config/prompts.py``): show the preferred and the other answer, ask for

@@ -31,8 +31,8 @@ from cai_engine.yamlfile import read_mapping
 RESTARTING_STAGES = ("ppo",)
 
 
-def _file_hash(path: Path | None) -> str | None:
-    if path is None or not path.exists():
+def _file_hash(path: Path | str | None) -> str | None:
+    if path is None or isinstance(path, str) or not path.exists():  # str: a Hub dataset id
         return None
     if path.is_dir():
         return stable_hash(sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file()))
@@ -83,7 +83,7 @@ async def _run_stage(ctx: S.RunContext, stage: str) -> dict[str, Any]:
 def _check_inputs(config: RunConfig, config_path: Path) -> None:
     """Fail before any stage starts (and before any model loads) when an input file is missing."""
     for field, path in (("prompts.train", config.prompts.train), ("prompts.heldout", config.prompts.heldout)):
-        if path is not None and not path.exists():
+        if path is not None and not isinstance(path, str) and not path.exists():  # str: a Hub dataset id
             raise CaiError(f"{config_path}: {field}: {path} not found (relative paths are relative to the config file)")
 
 

@@ -7,8 +7,9 @@ Two modes:
   ``2 * P(response better) - 1`` in [-1, 1]. The reference is the row's label when the trainer
   sends one (OpenRLHF ``labels``, verl ``ground_truth``), else the answer of ``--reference-model``
   to the prompt (cached, so each prompt costs one reference call).
-* **pointwise**: for each principle with a judge question, P(yes) that the response is what that
-  question prefers; the reward is ``2 * mean - 1``. No reference needed; noisier.
+* **pointwise**: the judge rates the response 0-10 on the constitution's judge questions (the same
+  prompt and parser as the built-in GRPO/RLOO online judge); the reward is ``2 * score/10 - 1``.
+  No reference needed; noisier.
 
 Every call goes through the command's :class:`~cai_engine.engine.session.Session` engines: limits,
 retries, the response cache and the ``--max-cost`` budget hold for the service as for a batch job.
@@ -23,11 +24,10 @@ from typing import Any, Literal
 from cai_engine.constitution import Constitution
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
-from cai_engine.evaluation.classify import ClassifySettings, ask_yes_no
 from cai_engine.models.base import ChatRequest, Message, SamplingParams
 from cai_engine.pipelines.candidates import Candidate, PairSpec
 from cai_engine.pipelines.judge import JudgeSettings, judge_pair
-from cai_engine.prompts.reward import pointwise_messages
+from cai_engine.prompts.reward import render_pointwise_judge
 
 Mode = Literal["pairwise", "pointwise"]
 
@@ -65,7 +65,6 @@ class RewardScorer:
             raise ConfigError(f"constitution {constitution.name} has no principle with a judge question; "
                               "pointwise rewards need `judge:` questions (or use --mode pairwise)")
         self._slots = asyncio.Semaphore(concurrency)
-        self._classify = ClassifySettings()
 
     async def reference_answer(self, prompt: str) -> str:
         if self.reference is None:
@@ -99,15 +98,16 @@ class RewardScorer:
                 return Scored(0.0, None, failed=True, error=f"{type(exc).__name__}: {exc}"[:300])
 
     async def _pointwise(self, prompt: str, response: str) -> Scored:
-        async def one(question: str) -> float:
-            rid = stable_hash({"pointwise": [prompt, response, question]})
-            answer = await ask_yes_no(self.judge, self._classify, pointwise_messages(question, prompt, response), rid,
-                                      "pointwise")
-            return float(answer["p_yes"])
+        from cai_engine.errors import CaiError
+        from cai_engine.training.rl_rewards import parse_score
 
-        ps = await asyncio.gather(*(one(p.judge or "") for p in self.questions))
-        mean = sum(ps) / len(ps)
-        return Scored(2 * mean - 1, mean)
+        messages = render_pointwise_judge(prompt, response, [p.judge or "" for p in self.questions])
+        reply = await self.judge.generate(ChatRequest(messages=[Message(**m) for m in messages],
+                                                      params=SamplingParams(max_tokens=8, temperature=0.0)))
+        score = parse_score(reply.text)
+        if score is None:
+            raise CaiError(f"the judge gave no 0-10 score: {reply.text[:80]!r}")
+        return Scored(2 * score - 1, score)
 
     async def score_batch(self, queries: list[str], prompts: list[str] | None = None,
                           labels: list[Any] | None = None) -> dict[str, Any]:

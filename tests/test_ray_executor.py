@@ -1,0 +1,264 @@
+"""``--ray``: revise and judge on Ray workers against the fake provider on 127.0.0.1.
+
+One local Ray per module (``ray.init(num_cpus=2)``, a few seconds); each run starts its own worker
+actors (separate processes, so a test can SIGKILL one) and its quota actor. Checked: every prompt
+ends with exactly one good record whose id and text equal a single-process run's (10% faults on
+the wire); a worker killed mid-run loses and duplicates nothing and costs at most its unreturned
+items again; ``rpm: 120`` holds across two workers in every 60 s window; ``--max-cost`` holds
+across workers and a rerun continues from the ledger; the CLI flags reach the executor; without
+Ray installed ``--ray`` is one line saying how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from fake_provider import Faults, reply_text, running_provider
+from judge_fake_server import running_judge
+
+from cai_engine.engine.ledger import LEDGER_FILE
+from cai_engine.engine.records import read_jsonl
+from cai_engine.errors import BudgetExceeded
+
+ray = pytest.importorskip("ray")
+
+FAULT_RATES = {"429": 0.02, "500": 0.02, "503": 0.01, "drop": 0.015, "malformed": 0.015, "truncated": 0.015,
+               "slow": 0.005}
+PRICES = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}  # a request costs about 1-3 cents
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-ray-0000")
+    monkeypatch.setenv("CAI_HOME", str(tmp_path / "home"))
+
+
+def model_config(tmp: Path, base_url: str, **extra: object) -> Path:
+    path = tmp / "model.yaml"
+    path.write_text(yaml.safe_dump({"base_urls": [base_url], "timeout_s": 1.0, "max_retries": 8, **extra}))
+    return path
+
+
+def prompts(n: int) -> list[str]:
+    return [f"prompt number {i}: tell me about item {i * 7919 % 1000}" for i in range(n)]
+
+
+def revise_on(config: Path, out: Path, items: list[str], **kwargs: object):
+    from cai_engine.api.revise import revise
+
+    args = {"model": "openai/fake", "model_config": config, "out": out, "rounds": 0, "few_shot": 0, "max_tokens": 32,
+            "no_cache": True, "progress": False, "with_dataset": False, "constitution": "general"}
+    return revise(items, **{**args, **kwargs})
+
+
+def lines(path: Path) -> list[dict]:
+    return list(read_jsonl(path))
+
+
+def worker_pids(timeout: float = 60.0) -> dict[str, int]:
+    """Name -> pid of the worker actors of the run in progress (named ``cai-RUN-worker-I``)."""
+    from cai_engine.executors.settings import NAMESPACE
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["namespace"] == NAMESPACE and "-worker-" in a["name"]]
+        if names:
+            return {name: ray.get(ray.get_actor(name, namespace=NAMESPACE).pid.remote(), timeout=30) for name in names}
+        time.sleep(0.1)
+    raise AssertionError("no Ray worker actor appeared")
+
+
+def test_300_prompts_with_faults_on_two_workers_equal_a_single_process_run(tmp_path: Path) -> None:
+    items = prompts(300)
+    with running_provider(faults=Faults(rates=FAULT_RATES, slow_s=2.0, seed=7)) as provider:
+        config = model_config(tmp_path, provider.openai_base)
+        started = time.perf_counter()
+        result = revise_on(config, tmp_path / "ray", items, concurrency=32, ray={"workers": 2, "batch_size": 16})
+        ray_s = time.perf_counter() - started
+        served = dict(provider.counts)
+        single = revise_on(config, tmp_path / "one", items, concurrency=32)
+    records = lines(tmp_path / "ray" / "revisions.jsonl")
+    ids = Counter(r["id"] for r in records)
+    injected = sum(v for k, v in served.items() if k.startswith("fault:"))
+    print(f"\n300 prompts on 2 Ray workers in {ray_s:.1f} s: {len(records)} records, injected faults {injected}, "
+          f"retries {result.stats[0]['retries']}, server requests {served['chat']}")
+    assert injected >= 15  # the faults really fired
+    assert len(records) == 300 and max(ids.values()) == 1
+    assert all(r["status"] == "ok" for r in records)
+    assert result.summary.done == 300 and result.summary.failed == 0
+    for r in records:  # each record carries the answer to ITS prompt
+        assert r["final_response"] == reply_text(r["prompt"])
+    one = {r["id"]: r for r in lines(tmp_path / "one" / "revisions.jsonl")}
+    assert set(one) == set(ids)
+    assert all(one[r["id"]]["final_response"] == r["final_response"] for r in records)
+    assert result.stats[0]["requests"] == 300  # the driver's counters are the workers' sums
+    manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    assert "ray" in json.dumps(manifest)
+
+
+def test_a_killed_worker_loses_nothing_and_repeats_at_most_its_unreturned_items(tmp_path: Path) -> None:
+    n, per_worker, batch = 300, 4, 8
+    items = prompts(n)
+    out = tmp_path / "ray"
+    killed: list[int] = []
+    lines_at_kill: list[int] = []
+
+    def kill_one() -> None:
+        pids = worker_pids()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # mid-run: some records written, most to go
+            if (out / "revisions.jsonl").exists() and sum(1 for _ in read_jsonl(out / "revisions.jsonl")) >= 60:
+                break  # (60 of 300 done: at 0.2 s a request and 8 in flight, a few seconds of work are left)
+            time.sleep(0.02)
+        pid = sorted(pids.values())[0]
+        lines_at_kill.append(sum(1 for _ in read_jsonl(out / "revisions.jsonl")))
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    with running_provider(latency_s=0.2) as provider:
+        config = model_config(tmp_path, provider.openai_base, timeout_s=10)
+        killer = threading.Thread(target=kill_one, daemon=True)
+        killer.start()
+        from cai_engine.executors.ray_driver import RayExecutor
+
+        captured: dict[str, object] = {}
+        original = RayExecutor.run
+
+        async def run_and_keep(self, *args, **kwargs):  # keep the executor's report for the assertions
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                captured.update(self.report)
+
+        RayExecutor.run = run_and_keep  # type: ignore[method-assign]
+        try:
+            result = revise_on(config, out, items, concurrency=2 * per_worker, ray={"workers": 2, "batch_size": batch})
+        finally:
+            RayExecutor.run = original  # type: ignore[method-assign]
+        killer.join(timeout=5)
+        repeated = sum(1 for count in provider.attempts.values() if count > 1)
+        requests = provider.counts["chat"]
+    records = lines(out / "revisions.jsonl")
+    ids = Counter(r["id"] for r in records)
+    print(f"\nkilled worker pid {killed} at {lines_at_kill} records: {len(records)} records, {requests} requests served, prompts served more "
+          f"than once: {repeated} (bound: {per_worker} in flight + {batch} per batch), executor report {captured}")
+    assert killed and lines_at_kill[0] < n - 50, "the worker was not killed mid-run"
+    assert len(records) == n and len(ids) == n and max(ids.values()) == 1  # 0 lost, 0 duplicated
+    assert all(r["status"] == "ok" and r["final_response"] == reply_text(r["prompt"]) for r in records)
+    assert result.summary.done == n
+    assert captured["batches_redone"] >= 1 and captured["worker_processes"] >= 3  # it died and was replaced
+    assert repeated <= per_worker + batch
+    assert requests == n + repeated
+
+
+@pytest.mark.slow
+def test_rpm_120_holds_across_two_workers_in_every_60s_window(tmp_path: Path) -> None:
+    n = 160  # ~80 s at 2 requests/s: several full 60 s windows
+    with running_provider() as provider:
+        config = model_config(tmp_path, provider.openai_base, rpm=120, timeout_s=10)
+        started = time.monotonic()
+        result = revise_on(config, tmp_path / "ray", prompts(n), concurrency=8, ray={"workers": 2, "batch_size": 4})
+        elapsed = time.monotonic() - started
+        times = sorted(provider.request_times)
+    peak = max(sum(1 for t in times[i:] if t < start + 60.0) for i, start in enumerate(times))
+    print(f"\n{n} requests under rpm 120 on 2 workers in {elapsed:.1f} s; most in any 60 s window: {peak}")
+    assert result.summary.done == n
+    assert peak <= 120 * 1.05
+    assert peak >= 100  # the limit was the bottleneck, not something slower
+
+
+def test_max_cost_holds_across_workers_and_a_rerun_continues_from_the_ledger(tmp_path: Path) -> None:
+    items = prompts(120)
+    out = tmp_path / "ray"
+    budget, concurrency = 0.5, 4
+    with running_provider() as provider:
+        config = model_config(tmp_path, provider.openai_base, prices=PRICES, timeout_s=10)
+        with pytest.raises(BudgetExceeded, match="--max-cost 0.5 USD reached"):
+            revise_on(config, out, items, concurrency=concurrency, max_cost=budget, ray={"workers": 2, "batch_size": 4})
+        spent = json.loads((out / LEDGER_FILE).read_text())
+        records = lines(out / "revisions.jsonl")
+        costs = [r["cost_usd"] for r in records]
+        sent = provider.counts["chat"]
+        print(f"\nbudget {budget}: spent {spent['spent_usd']:.4f} USD over {len(records)} records "
+              f"({spent['outside_records_usd']:.4f} outside records), {sent} requests")
+        assert 0 < len(records) < len(items)
+        assert spent["records_usd"] == pytest.approx(sum(costs), abs=1e-6)
+        # Stops at the budget: below it by at most the grants left unused, above it by at most the
+        # requests in flight when it ran out (as in one process).
+        assert 0.9 * budget <= spent["spent_usd"] <= budget + concurrency * max(costs)
+        with pytest.raises(BudgetExceeded, match="earlier runs on this output"):
+            revise_on(config, out, items, concurrency=concurrency, max_cost=budget, ray={"workers": 2})
+        assert provider.counts["chat"] == sent  # the same budget sends nothing
+        more = revise_on(config, out, items, concurrency=concurrency, max_cost=1000, ray={"workers": 2})
+    assert more.summary.failed == 0
+    assert len({r["id"] for r in lines(out / "revisions.jsonl") if r["status"] == "ok"}) == len(items)
+    final = json.loads((out / LEDGER_FILE).read_text())
+    assert final["records_usd"] == pytest.approx(sum(r["cost_usd"] for r in lines(out / "revisions.jsonl")), abs=1e-6)
+
+
+def test_judge_on_ray_workers_equals_a_single_process_run(tmp_path: Path) -> None:
+    from cai_engine.api.judge import judge
+
+    pairs = [{"prompt": f"Capital of France? ({i})", "a": f"Paris, of course {i}.", "b": f"Lyon {i}."}
+             for i in range(24)]
+    with running_judge(mode="faithful") as provider:
+        config = tmp_path / "judge.yaml"
+        config.write_text(yaml.safe_dump({"base_urls": [provider.openai_base], "timeout_s": 10}))
+        args = {"judge_model": "openai/judge", "judge_config": config, "no_cache": True, "progress": False,
+                "with_dataset": False, "principles_per_judgment": 1}
+        on_ray = judge(pairs, out=tmp_path / "ray", ray={"workers": 2, "batch_size": 4}, **args)
+        single = judge(pairs, out=tmp_path / "one", **args)
+    a = {r["id"]: r for r in lines(tmp_path / "ray" / "pairs.jsonl")}
+    b = {r["id"]: r for r in lines(tmp_path / "one" / "pairs.jsonl")}
+    assert on_ray.summary.done == single.summary.done == 24
+    assert set(a) == set(b)
+    assert all(a[k]["chosen"] == b[k]["chosen"] and a[k]["p_a_better"] == b[k]["p_a_better"] for k in a)
+
+
+def test_cli_ray_flags_run_the_command_on_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cai_engine.cli import main
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts(10)))
+    with running_provider() as provider:
+        config = model_config(tmp_path, provider.openai_base)
+        main(["revise", "-c", "general", "-p", str(path), "-o", str(tmp_path / "out"), "-m", "openai/fake",
+              "--model-config", str(config), "--rounds", "0", "--few-shot", "0", "--max-tokens", "16", "--no-cache",
+              "--ray-workers", "2"])
+    records = lines(tmp_path / "out" / "revisions.jsonl")
+    assert len(records) == 10 and all(r["status"] == "ok" for r in records)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert '"workers": 2' in json.dumps(manifest)
+
+
+def test_without_ray_installed_ray_is_one_line_saying_how_to_install_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from cai_engine.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"prompt": "hi"}) + "\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["revise", "-c", "general", "-p", str(path), "-o", str(tmp_path / "out"), "-m", "mock/echo", "--ray"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2
+    assert len(err) == 1 and "pip install 'cai-engine[ray]'" in err[0], err
+    assert not (tmp_path / "out").exists()
