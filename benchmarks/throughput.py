@@ -7,7 +7,8 @@ OpenAI server (tests/fake_provider.py in its own process):
   same messages `cai revise` sends) with ``AsyncOpenAI(max_retries=0)`` under a semaphore of 64 +
   ``asyncio.gather``, and writes the answers as JSON lines;
 * **cai**: ``cai revise -c general --rounds 0 --few-shot 0 --no-cache --concurrency 64`` with a model
-  config holding only ``base_urls`` (no max_concurrency, no rpm: the defaults a user gets).
+  config holding only ``base_urls`` (no max_concurrency, no rpm: the defaults a user gets;
+  ``--explicit-cap`` adds ``max_concurrency: 64``, which trees before issue 15 need).
 
 Each is timed as a whole process (start-up, imports, reading, writing, exit), alternated
 ``--rounds`` times (at least 2); the best of each counts (the machine is shared). Printed: both
@@ -131,7 +132,8 @@ def part_throughput(args: argparse.Namespace, work: Path, cai: list[str], env: d
     server, port = start_server("--latency", str(args.latency))
     base = f"http://127.0.0.1:{port}/v1"
     model = work / "model.yaml"
-    model.write_text(f"base_urls: [{base}]\n", encoding="utf-8")
+    cap = f"max_concurrency: {args.concurrency}\n" if args.explicit_cap else ""
+    model.write_text(f"base_urls: [{base}]\n{cap}", encoding="utf-8")
     raw_s: list[float] = []
     cai_s: list[float] = []
     try:
@@ -162,7 +164,7 @@ def part_throughput(args: argparse.Namespace, work: Path, cai: list[str], env: d
           f"cai {cpu_cai:.1f} s", flush=True)
     return {"n": args.n, "concurrency": args.concurrency, "latency_s": args.latency, "rounds": args.rounds,
             "raw_s": [round(t, 3) for t in raw_s], "cai_s": [round(t, 3) for t in cai_s],
-            "raw_cpu_s": CPU["raw"], "cai_cpu_s": CPU["cai"],
+            "raw_cpu_s": CPU["raw"], "cai_cpu_s": CPU["cai"], "explicit_cap": args.explicit_cap,
             "raw_rps": round(raw_rps, 1), "cai_rps": round(cai_rps, 1), "ratio": round(cai_rps / raw_rps, 3),
             "target": 0.95, "profile": profile}
 
@@ -227,8 +229,11 @@ def main() -> None:
     parser.add_argument("--quota-latency", type=float, default=0.4)
     parser.add_argument("--quota-n", type=int, default=1200)
     parser.add_argument("--skip-quota", action="store_true")
+    parser.add_argument("--explicit-cap", action="store_true",
+                        help="part 1: also write max_concurrency: CONCURRENCY into the model config (older trees cap at 8)")
     parser.add_argument("--profile", action="store_true", help="also run cai once under cProfile")
     parser.add_argument("--cai", help='the cai command (default: this venv\'s), e.g. "PYTHONPATH=/tmp/old python -m cai_engine"')
+    parser.add_argument("--out", type=Path, default=RESULT, help="where to write the JSON results")
     parser.add_argument("--raw-child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_child:
@@ -243,8 +248,8 @@ def main() -> None:
         result["throughput"] = part_throughput(args, work, cai, env)
         if not args.skip_quota:
             result["quota"] = part_quota(args, work, cai, env)
-    h.write_json(RESULT, result)
-    print(f"wrote {RESULT.relative_to(ROOT)}")
+    h.write_json(args.out, result)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ see), so the whole path â€” SDK, our backends, the engine's retries and limits â
 
 Endpoints: OpenAI ``/v1/chat/completions``, ``/v1/files`` (+ ``/v1/files/ID/content``),
 ``/v1/batches`` (+ ``/v1/batches/ID``, ``/v1/batches?...`` list); Anthropic ``/v1/messages``,
-``/v1/messages/batches`` (+ retrieve and ``/results``).
+``/v1/messages/batches`` (+ retrieve and ``/results``); ``GET /_stats`` (counters and the times of
+answered requests, for benchmarks that run the fake in its own process).
 
 Replies are deterministic functions of the request: ``"echo:" + last user message + " #" + hash``
 so a test can check that every prompt got *its* answer (``reply_words`` pads them with filler to
@@ -30,6 +31,7 @@ Like the real providers it also
 Run standalone (for benchmarks, so the server does not share the client's GIL)::
 
     python tests/fake_provider.py --latency 0.05      # prints "PORT <n>" then serves
+    python tests/fake_provider.py --rpm 3000 --window 1 --reply-words 350 --token-chars 3.5
 """
 
 from __future__ import annotations

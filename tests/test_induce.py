@@ -218,11 +218,38 @@ def test_max_cost_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, capsys: pyte
     assert load_constitution(out).principles
 
 
-async def test_ainduce_runs_inside_an_event_loop(tmp_path: Path) -> None:
+async def test_ainduce_runs_inside_an_event_loop_on_conversation_prompts(tmp_path: Path) -> None:
     assert {"induce", "ainduce", "audit"} <= set(cai_engine.__all__)
+    rows = [{**r, "prompt": [{"role": "user", "content": "Hi, I need some help."},
+                             {"role": "assistant", "content": "Sure, with what?"}, {"role": "user", "content": r["prompt"]}]}
+            for r in labelled_pairs(12)]
     with running_induce() as provider:
-        report = await cai_engine.ainduce(labelled_pairs(12), model="openai/fake", model_config=_config(tmp_path, provider),
+        report = await cai_engine.ainduce(rows, model="openai/fake", model_config=_config(tmp_path, provider),
                                           out=tmp_path / "nb.yaml", baseline="none", no_cache=True, progress=False,
                                           min_agreement=0.75)
     assert report["kept"] and _is_question_principle(report["kept"][0]["judge"])
     assert report["labels"] == "python list" and (tmp_path / "nb.induce" / "input_pairs.jsonl").exists()
+    tested = [json.loads(line) for line in (tmp_path / "nb.induce" / "tests.jsonl").read_text().splitlines()]
+    assert all(len(r["messages"]) == 3 for r in tested)  # the judge saw the whole conversation
+
+
+def test_induce_reads_an_hf_datasets_folder(tmp_path: Path) -> None:
+    import datasets
+
+    folder = tmp_path / "ds"
+    datasets.Dataset.from_list(labelled_pairs(12)).save_to_disk(str(folder))
+    with running_induce() as provider:
+        report = cai_engine.induce(f"hf:{folder}", model="openai/fake", model_config=_config(tmp_path, provider),
+                                   out=tmp_path / "hf.yaml", baseline="none", no_cache=True, progress=False,
+                                   min_agreement=0.75, limit=10)
+    assert report["split"]["pairs"] == 10 and report["kept"]
+
+
+def test_principle_metadata_loads_and_stays_out_of_the_hash(tmp_path: Path) -> None:
+    plain = "name: m\nprinciples:\n  - id: p\n    critique: Identify x.\n    revision: Rewrite x.\n"
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(plain)
+    b.write_text(plain + "    metadata: {agreement: 0.9, votes: {for: 9}}\n")
+    with_meta = load_constitution(b)
+    assert with_meta.principles[0].metadata == {"agreement": 0.9, "votes": {"for": 9}}
+    assert with_meta.hash == load_constitution(a).hash  # figures do not change how a principle judges

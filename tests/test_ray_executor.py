@@ -33,7 +33,6 @@ ray = pytest.importorskip("ray")
 
 FAULT_RATES = {"429": 0.02, "500": 0.02, "503": 0.01, "drop": 0.015, "malformed": 0.015, "truncated": 0.015,
                "slow": 0.005}
-PRICES = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}  # a request costs about 1-3 cents
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -164,8 +163,8 @@ def test_a_killed_worker_loses_nothing_and_repeats_at_most_its_unreturned_items(
     assert all(r["status"] == "ok" and r["final_response"] == reply_text(r["prompt"]) for r in records)
     assert result.summary.done == n
     assert captured["batches_redone"] >= 1 and captured["worker_processes"] >= 3  # it died and was replaced
-    assert repeated <= per_worker + batch
-    assert requests == n + repeated
+    assert repeated <= per_worker + batch  # at most the items the dead worker had started and not returned
+    assert requests - n <= per_worker + batch
 
 
 @pytest.mark.slow
@@ -185,12 +184,13 @@ def test_rpm_120_holds_across_two_workers_in_every_60s_window(tmp_path: Path) ->
 
 
 def test_max_cost_holds_across_workers_and_a_rerun_continues_from_the_ledger(tmp_path: Path) -> None:
-    items = prompts(120)
+    items = prompts(200)
     out = tmp_path / "ray"
-    budget, concurrency = 0.5, 4
+    budget, concurrency = 1.0, 4  # about 115 requests of about 0.9 cents; a grant is 1/40 of it
     with running_provider() as provider:
-        config = model_config(tmp_path, provider.openai_base, prices=PRICES, timeout_s=10)
-        with pytest.raises(BudgetExceeded, match="--max-cost 0.5 USD reached"):
+        config = model_config(tmp_path, provider.openai_base, timeout_s=10,
+                              prices={"input_per_mtok": 100.0, "output_per_mtok": 200.0})
+        with pytest.raises(BudgetExceeded, match="--max-cost 1 USD reached"):
             revise_on(config, out, items, concurrency=concurrency, max_cost=budget, ray={"workers": 2, "batch_size": 4})
         spent = json.loads((out / LEDGER_FILE).read_text())
         records = lines(out / "revisions.jsonl")
@@ -262,3 +262,48 @@ def test_without_ray_installed_ray_is_one_line_saying_how_to_install_it(tmp_path
     assert exit_info.value.code == 2
     assert len(err) == 1 and "pip install 'cai-engine[ray]'" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_judge_on_the_embedded_model_with_two_workers_gives_the_same_records(tmp_path: Path,
+                                                                             embedded_checkpoint: Path) -> None:
+    """The transformers backend on Ray: each worker loads its own replica of the embedded model."""
+    from cai_engine.api.judge import judge
+
+    pairs = [{"prompt": "What is the capital of France?", "a": "The capital of France is Paris.", "b": f"I am not sure {i}."}
+             for i in range(4)]
+    args = {"judge_model": f"local/{embedded_checkpoint}", "no_cache": True, "progress": False, "with_dataset": False,
+            "principles_per_judgment": 1, "concurrency": 4}
+    on_ray = judge(pairs, out=tmp_path / "ray", ray={"workers": 2, "batch_size": 2}, **args)
+    single = judge(pairs, out=tmp_path / "one", **args)
+    a = lines(tmp_path / "ray" / "pairs.jsonl")
+    b = lines(tmp_path / "one" / "pairs.jsonl")
+    print(f"\nembedded judge on 2 Ray workers: {on_ray.summary}, engine {on_ray.stats[0]['requests']} requests")
+    assert on_ray.summary.done + on_ray.summary.failed == single.summary.done + single.summary.failed == 4
+    assert len(a) == len(b) == 4 and {r["id"] for r in a} == {r["id"] for r in b}
+    assert on_ray.summary.done == single.summary.done
+
+
+def test_cai_run_with_a_ray_section_gives_the_same_record_counts(tmp_path: Path) -> None:
+    from cai_engine.runs.orchestrator import run
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts(12)))
+    with running_provider() as policy, running_judge(mode="faithful") as judge_server:
+        counts = {}
+        for name, extra in (("plain", {}), ("onray", {"ray": {"workers": 2, "batch_size": 4}})):
+            config = {
+                "name": name, "constitution": "general", "prompts": {"train": str(path)},
+                "models": {"policy": {"spec": "openai/fake", "base_urls": [policy.openai_base], "timeout_s": 10},
+                           "judge": {"spec": "openai/judge", "base_urls": [judge_server.openai_base], "timeout_s": 10}},
+                "generation": {"max_tokens": 16}, "stages": ["revise", "pairs"],
+                "revise": {"rounds": 1, "few_shot": 0}, "pairs": {"principles_per_judgment": 1}, "use_cache": False,
+                **extra,
+            }
+            yaml_path = tmp_path / f"{name}.yaml"
+            yaml_path.write_text(yaml.safe_dump(config))
+            run(yaml_path, echo=lambda *a, **k: None)
+            counts[name] = {stage: Counter(r["status"] for r in lines(tmp_path / name / stage / file))
+                            for stage, file in (("revise", "revisions.jsonl"), ("pairs", "pairs.jsonl"))}
+    print(f"\ncai run record counts: {counts}")
+    assert counts["onray"] == counts["plain"] and counts["plain"]["revise"]["ok"] == 12

@@ -96,7 +96,7 @@ def _stats(values: list[int]) -> dict[str, float]:
 
 
 def _export_dir_is_clean(out: Path) -> None:
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "card.json", "data.parquet", "dataset"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "card.json", "data.parquet", "dataset", "quality.json"]
 
 
 def test_sft_export_rows_and_card(tmp_path: Path) -> None:
@@ -127,12 +127,15 @@ def test_preference_export_rows_and_card(tmp_path: Path) -> None:
     import datasets
 
     run = write_run(tmp_path / "run", 3000)
-    figures = export_preference(run, tmp_path / "rm", kind="reward", min_confidence=0.6, length_balanced=True)
+    figures = export_preference(run, tmp_path / "rm", kind="reward", min_confidence=0.6, drop_inconsistent=False,
+                                length_balanced=True)
     latest = latest_records(run / "pairs.jsonl")
     ok = [r for r in latest if r["status"] == "ok"]
     kept, dropped = select_pairs(latest, min_confidence=0.6, length_balanced=True)  # the list version
     assert figures["records_ok"] == len(ok) and figures["records_failed"] == len(latest) - len(ok) > 0
-    assert figures["dropped"] == dropped and dropped["length_balance"] > 0 and figures["rows_exported"] == len(kept)
+    assert figures["dropped"] == {"other_settings": 0, "truncated": 0, **dropped}
+    assert dropped["length_balance"] > 0 and figures["rows_exported"] == len(kept)
+    assert figures["quality"]["rows"]["kept"] == len(kept) and figures["quality"]["rows"]["dropped"] == figures["dropped"]
     ds = datasets.load_from_disk(str(tmp_path / "rm" / "dataset"))
     assert ds["id"] == [r["id"] for r in kept]
     assert ds["margin"] == [round(2 * r["confidence"] - 1, 6) for r in kept]

@@ -13,33 +13,40 @@ def _loaded(out: Path) -> Any:
     return datasets.load_from_disk(str(out / "dataset"))
 
 
-def export_sft(source: Path | str, *, out: Path | str, with_system: bool = False, drop_unchanged: bool = False) -> Any:
-    """Revision records -> SFT dataset (``messages``) in ``out``; returns the ``datasets.Dataset``."""
+def export_sft(source: Path | str, *, out: Path | str, with_system: bool = False, drop_unchanged: bool = False,
+               keep_truncated: bool = False, all_settings: bool = False) -> Any:
+    """Revision records -> SFT dataset (``messages``) in ``out``; returns the ``datasets.Dataset``.
+
+    Truncated records and records of other settings are dropped unless kept (``out/quality.json`` counts them)."""
     from cai_engine.exports.sft import export_sft as run_export
 
-    run_export(Path(source), Path(out), with_system=with_system, drop_unchanged=drop_unchanged)
+    run_export(Path(source), Path(out), with_system=with_system, drop_unchanged=drop_unchanged,
+               keep_truncated=keep_truncated, all_settings=all_settings)
     return _loaded(Path(out))
 
 
-def _preference(kind: str, source: Path | str, out: Path | str, min_confidence: float, drop_inconsistent: bool,
-                length_balanced: bool) -> Any:
+def _preference(kind: str, source: Path | str, out: Path | str, min_confidence: float | None, drop_inconsistent: bool,
+                length_balanced: bool, keep_truncated: bool, all_settings: bool) -> Any:
     from cai_engine.exports.preference import export_preference
 
     export_preference(Path(source), Path(out), kind=kind, min_confidence=min_confidence,  # type: ignore[arg-type]
-                      drop_inconsistent=drop_inconsistent, length_balanced=length_balanced)
+                      drop_inconsistent=drop_inconsistent, length_balanced=length_balanced,
+                      keep_truncated=keep_truncated, all_settings=all_settings)
     return _loaded(Path(out))
 
 
-def export_dpo(source: Path | str, *, out: Path | str, min_confidence: float = 0.5, drop_inconsistent: bool = False,
-               length_balanced: bool = False) -> Any:
-    """Pair records -> DPO dataset (``prompt``/``chosen``/``rejected``) in ``out``; returns it."""
-    return _preference("dpo", source, out, min_confidence, drop_inconsistent, length_balanced)
+def export_dpo(source: Path | str, *, out: Path | str, min_confidence: float | None = None, drop_inconsistent: bool = True,
+               length_balanced: bool = False, keep_truncated: bool = False, all_settings: bool = False) -> Any:
+    """Pair records -> DPO dataset (``prompt``/``chosen``/``rejected``) in ``out``; returns it.
+
+    ``min_confidence`` None: the default floor (0.6); inconsistent and truncated pairs are dropped unless kept."""
+    return _preference("dpo", source, out, min_confidence, drop_inconsistent, length_balanced, keep_truncated, all_settings)
 
 
-def export_reward(source: Path | str, *, out: Path | str, min_confidence: float = 0.5, drop_inconsistent: bool = False,
-                  length_balanced: bool = False) -> Any:
-    """Pair records -> reward-model dataset (with ``margin``) in ``out``; returns it."""
-    return _preference("reward", source, out, min_confidence, drop_inconsistent, length_balanced)
+def export_reward(source: Path | str, *, out: Path | str, min_confidence: float | None = None, drop_inconsistent: bool = True,
+                  length_balanced: bool = False, keep_truncated: bool = False, all_settings: bool = False) -> Any:
+    """Pair records -> reward-model dataset (with ``margin``) in ``out``; returns it (filters as :func:`export_dpo`)."""
+    return _preference("reward", source, out, min_confidence, drop_inconsistent, length_balanced, keep_truncated, all_settings)
 
 
 def train(stage: str, config: Path | str | dict[str, Any] | None = None, **fields: Any) -> Any:

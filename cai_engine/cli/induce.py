@@ -6,7 +6,7 @@ This module is listed after it in ``COMMAND_MODULES``; both commands call :mod:`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -28,7 +28,8 @@ def induce(
     baseline: Annotated[Optional[str], typer.Option("--baseline", help=(
         "Constitution to compare with on the held-out pairs (default: --extends, else general; 'none' to skip)."))] = None,
     min_agreement: Annotated[float, typer.Option("--min-agreement", min=0.0, max=1.0, help=(
-        "Keep a principle only if its agreement with the held-out labels is at least this (0.5 = chance)."))] = 0.6,
+        "Keep a principle only if its agreement with the held-out labels is at least this (0.5 = chance) and it has "
+        "more votes for than against; 0 keeps the best whatever their figures (to check the pipeline)."))] = 0.6,
     max_principles: Annotated[int, typer.Option("--max-principles", min=1, help="Keep at most this many principles (best first).")] = 5,
     per_pair: Annotated[int, typer.Option("--per-pair", min=1, max=10, help="Principles the model proposes per labelled pair (ICAI: 3).")] = 3,
     max_candidates: Annotated[int, typer.Option("--max-candidates", min=1, help=(
@@ -77,13 +78,17 @@ def induce(
         retry_failed=retry_failed, no_cache=no_cache, max_cost=max_cost, grace=grace, work_dir=work_dir,
         new_settings=new_settings, progress=RunProgress,
     )
+    def ci(value: Any) -> str:
+        return f"{value[0]} to {value[1]}" if value else "-"
+
     for c in report["kept"]:
         f = c["figures"]
-        console.print(f"  kept {c['id']}: agreement {f['agreement']} (95% CI {f['agreement_ci95']}), support {c['support']}")
+        console.print(f"  kept {c['id']}: agreement {f['agreement']} (95% CI {ci(f['agreement_ci95'])}), "
+                      f"support {c['support']}", markup=False)
     cmp = report.get("comparison") or {}
     if "baseline" in cmp:
         console.print(f"  held-out agreement: induced {cmp['induced']['agreement']} vs baseline {cmp['baseline']['agreement']} "
-                      f"(difference {cmp['difference']['mean']}, 95% CI {cmp['difference']['ci95']})")
+                      f"(difference {cmp['difference']['mean']}, 95% CI {ci(cmp['difference']['ci95'])})", markup=False)
     console.print(f"[green]wrote[/green] {out} ({len(report['kept'])} principles) and {report['paths']['markdown']}; "
                   f"next: review it, then cai constitution lint {out}")
 
@@ -92,7 +97,7 @@ def audit(
     pairs_dir: Annotated[Path, typer.Argument(help="The --out dir of `cai judge` or `cai judge-eval` (or its pairs.jsonl).")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for audit.json and audit.md (default: beside the pairs).")] = None,
     min_pairs: Annotated[int, typer.Option("--min-pairs", min=1, help="Pairs a principle needs before it is flagged.")] = 5,
-    seed: opt.SeedOpt = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap intervals.")] = 0,
 ) -> None:
     """Which principles drive AI-judged pairs: agreement with the final label and with the other principles.
 

@@ -139,16 +139,23 @@ def judge_eval(
 
 
 def _export(kind: str, source: Path, out: Path, min_confidence: float, drop_inconsistent: bool, length_balanced: bool,
-            push_to_hub: str | None = None, private: bool = False) -> None:
+            push_to_hub: str | None = None, private: bool = False, keep_truncated: bool = False,
+            all_settings: bool = False) -> None:
     from cai_engine.cli.progress import console
     from cai_engine.exports.preference import export_preference
+    from cai_engine.exports.quality import dropped_line
 
     figures = export_preference(source, out, kind=kind, min_confidence=min_confidence,  # type: ignore[arg-type]
-                                drop_inconsistent=drop_inconsistent, length_balanced=length_balanced)
+                                drop_inconsistent=drop_inconsistent, length_balanced=length_balanced,
+                                keep_truncated=keep_truncated, all_settings=all_settings)
+    quality = figures["quality"]
     console.print(
-        f"[green]exported[/green] {figures['rows_exported']} {kind} rows (dropped: {figures['dropped']}) -> {out}\n"
-        f"longer-wins rate {figures['exported_pairs']['longer_wins_rate']}, position consistency "
-        f"{figures['all_pairs']['position_consistency_rate']}; load with datasets.load_from_disk('{out / 'dataset'}')"
+        f"[green]exported[/green] {figures['rows_exported']} {kind} rows -> {out}\n"
+        f"{dropped_line(quality)}\n"
+        f"truncation rate {quality['truncation_rate']}, position consistency {quality['position_consistency_rate']}, "
+        f"tie rate {quality['tie_rate']}, longer-wins rate {quality['longer_wins_rate']['kept']} (kept); "
+        f"report: {out / 'quality.json'}\n"
+        f"load with datasets.load_from_disk('{out / 'dataset'}')"
     )
     from cai_engine.cli.export import push_export
 
@@ -156,34 +163,47 @@ def _export(kind: str, source: Path, out: Path, min_confidence: float, drop_inco
 
 
 PairsSource = Annotated[Path, typer.Argument(help="The --out dir of `cai judge` (or its pairs.jsonl).")]
-ExportOut = Annotated[Path, typer.Option("--out", "-o", help="Export dir (dataset/, data.parquet, README.md).")]
-MinConfidence = Annotated[float, typer.Option("--min-confidence", min=0.5, max=1.0, help="Keep pairs with P(chosen better) >= this.")]
-DropInconsistent = Annotated[bool, typer.Option("--drop-inconsistent", help="Drop pairs whose verdict flips when A/B are swapped.")]
+ExportOut = Annotated[Path, typer.Option("--out", "-o", help="Export dir (dataset/, data.parquet, README.md, quality.json).")]
+MinConfidence = Annotated[float, typer.Option("--min-confidence", min=0.5, max=1.0, help=(
+    "Keep pairs with P(chosen better) >= this (0.5 keeps every decided pair; see docs/data-quality.md)."))]
+DropInconsistent = Annotated[bool, typer.Option("--drop-inconsistent/--keep-inconsistent", help=(
+    "Drop pairs whose verdict flips when A/B are swapped (the default), or keep them."))]
 LengthBalanced = Annotated[bool, typer.Option("--length-balanced", help="Keep as many shorter-chosen as longer-chosen pairs.")]
+KeepTruncated = Annotated[bool, typer.Option("--keep-truncated", help="Keep pairs whose candidate stopped at the token limit.")]
+AllSettings = Annotated[bool, typer.Option("--all-settings", help="Export the records of every settings the folder holds, not only the current.")]
 
 
-def export_dpo_command(source: PairsSource, out: ExportOut, min_confidence: MinConfidence = 0.5,
-                       drop_inconsistent: DropInconsistent = False, length_balanced: LengthBalanced = False,
+def export_dpo_command(source: PairsSource, out: ExportOut, min_confidence: MinConfidence = 0.6,
+                       drop_inconsistent: DropInconsistent = True, length_balanced: LengthBalanced = False,
+                       keep_truncated: KeepTruncated = False, all_settings: AllSettings = False,
                        push_to_hub: opt.PushToHubOpt = None, private: opt.PrivateOpt = False) -> None:
     """DPO dataset: prompt/chosen/rejected (TRL conversational preference) + confidence/consistent.
 
+    By default only real preferences of complete answers: truncated, position-inconsistent and
+    below-0.6-confidence pairs are dropped and counted (quality.json, the card).
+
     Example:
 
-        cai export dpo out/demo-pairs --out out/demo-dpo --min-confidence 0.6 --drop-inconsistent
+        cai export dpo out/demo-pairs --out out/demo-dpo --min-confidence 0.7
     """
-    _export("dpo", source, out, min_confidence, drop_inconsistent, length_balanced, push_to_hub, private)
+    _export("dpo", source, out, min_confidence, drop_inconsistent, length_balanced, push_to_hub, private,
+            keep_truncated, all_settings)
 
 
-def export_reward_command(source: PairsSource, out: ExportOut, min_confidence: MinConfidence = 0.5,
-                       drop_inconsistent: DropInconsistent = False, length_balanced: LengthBalanced = False,
-                       push_to_hub: opt.PushToHubOpt = None, private: opt.PrivateOpt = False) -> None:
+def export_reward_command(source: PairsSource, out: ExportOut, min_confidence: MinConfidence = 0.6,
+                          drop_inconsistent: DropInconsistent = True, length_balanced: LengthBalanced = False,
+                          keep_truncated: KeepTruncated = False, all_settings: AllSettings = False,
+                          push_to_hub: opt.PushToHubOpt = None, private: opt.PrivateOpt = False) -> None:
     """Reward-model dataset: prompt/chosen/rejected + margin (2*confidence-1) and confidence.
 
+    The same default filters as `cai export dpo`.
+
     Example:
 
-        cai export reward out/demo-pairs --out out/demo-rm --drop-inconsistent
+        cai export reward out/demo-pairs --out out/demo-rm --keep-inconsistent
     """
-    _export("reward", source, out, min_confidence, drop_inconsistent, length_balanced, push_to_hub, private)
+    _export("reward", source, out, min_confidence, drop_inconsistent, length_balanced, push_to_hub, private,
+            keep_truncated, all_settings)
 
 
 def register(app: typer.Typer) -> None:

@@ -28,13 +28,22 @@ def _command(stage: str):  # type: ignore[no-untyped-def]
         output_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Stage folder (overrides output_dir).")] = None,
         push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Push the trained adapter/model to ORG/NAME.")] = None,
         private: Annotated[bool, typer.Option("--private", help="Create the --push-to-hub repo as private.")] = False,
+        ray: Annotated[bool, typer.Option("--ray", help="Train under Ray Train (TorchTrainer): one process per worker.")] = False,
+        ray_workers: Annotated[int, typer.Option("--ray-workers", min=1, help="Ray Train workers.")] = 2,
+        ray_gpu: Annotated[bool, typer.Option("--ray-gpu", help="One GPU per Ray worker (NCCL); default CPU (gloo).")] = False,
+        ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS, else local).")] = None,
     ) -> None:
         from cai_engine.cli.progress import console
         from cai_engine.training import load_stage_config, run_stage
 
         hub = {"push_to_hub": push_to_hub, "hub_private": private} if push_to_hub else {}
         cfg = load_stage_config(stage, config, set_ or [], output_dir=output_dir, **hub)
-        result = run_stage(stage, cfg)
+        if ray:
+            from cai_engine.training.ray_train import RayTrainSettings, run_stage_on_ray
+
+            result = run_stage_on_ray(stage, cfg, RayTrainSettings(workers=ray_workers, use_gpu=ray_gpu, address=ray_address))
+        else:
+            result = run_stage(stage, cfg)
         console.print(f"[green]{stage} done[/green] -> {result.model_dir}  (metrics: {result.metrics_path})")
         for key, value in result.extra.items():
             if value not in (None, [], {}):

@@ -162,6 +162,8 @@ def constitution_to_dict(constitution: Constitution) -> dict[str, Any]:
             item["weight"] = p.weight
         if p.tags:
             item["tags"] = list(p.tags)
+        if p.metadata:
+            item["metadata"] = dict(p.metadata)
         principles.append(item)
     out["principles"] = principles
     if constitution.few_shot:

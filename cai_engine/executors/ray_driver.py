@@ -150,10 +150,9 @@ class _Run:
         actor = ray.remote(Worker)
         self.actors = [
             actor.options(num_cpus=self.settings.num_cpus_per_worker, num_gpus=self.settings.num_gpus_per_worker,
-                          max_restarts=-1, max_task_retries=0, name=f"{prefix}-worker-{i}", namespace=NAMESPACE,
-                          runtime_env={"env_vars": _worker_env(job)}).remote(
+                          max_restarts=-1, max_task_retries=0, name=f"{prefix}-worker-{i}", namespace=NAMESPACE).remote(
                 job, i, self.per_worker, f"{prefix}-quota", [c.spec for c in metered], max_cost, spent_before,
-                self._options(), session_cache)
+                self._options(), session_cache, _worker_env(job))
             for i in range(workers)
         ]
         self.load = [0] * workers  # items sent to each worker and not returned
@@ -220,6 +219,7 @@ class _Run:
                 while not stopping() and (redo or not source_done) and (index := self._pick()) is not None:
                     batch, attempt = redo.popleft() if redo else (next_batch(), 1)
                     if batch:
+                        self.load[index] += len(batch)  # now, not when the task starts: the next pick must see it
                         self.tasks.add(asyncio.create_task(self._stream(index, batch, attempt)))
                 if stopping() and not told_stop:
                     told_stop = True
@@ -261,7 +261,6 @@ class _Run:
         worker died (None when the batch is done)."""
         ray = self.ray
         self.counts["batches"] += 1
-        self.load[index] += len(batch)
         try:
             async for ref in self.actors[index].run.options(num_returns="streaming").remote(batch):
                 self._take(await ref)
@@ -329,7 +328,9 @@ class _Run:
         self._charge_outside(message["outside"])
         if message["fatal"] is not None and self.fatal is None:
             self.fatal = message["fatal"]
-        self.spent[incarnation] = message["spent"]
+        spent = self.spent.setdefault(incarnation, {})  # cumulative figures; streams may deliver them out of order
+        for spec, usd in message["spent"].items():
+            spent[spec] = max(spent.get(spec, 0.0), usd)
         self.stats[incarnation] = message["stats"]
         self._merge_stats()
 

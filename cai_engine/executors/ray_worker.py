@@ -36,7 +36,10 @@ class Worker:
 
     def __init__(self, job: Job[Any], index: int, concurrency: int, service: str, metered: list[str],
                  max_cost_usd: float | None, spent_before: float, options: EngineOptions | None,
-                 cache_path: str | None):
+                 cache_path: str | None, env: dict[str, str]):
+        # The driver's CAI_HOME, offline switches and the models' key variables (an actor-level
+        # runtime_env would do the same but keeps Ray from using its pre-started worker processes).
+        os.environ.update(env)
         self.job, self.index, self.concurrency = job, index, max(1, concurrency)
         self.incarnation = f"{index}-{uuid.uuid4().hex[:10]}"  # a restarted process is a new incarnation
         self.service_name, self.metered = service, set(metered)  # the QuotaService actor's name (a handle

@@ -13,6 +13,12 @@ Columns (the training stages read exactly these):
 * reward export only: ``margin`` = ``2 * confidence - 1`` in [0, 1], TRL RewardTrainer's optional
   per-pair margin (a confident preference asks for a larger reward gap, a coin flip for none).
 
+By default an export keeps only real preferences of complete answers from the folder's current
+settings: it drops pairs of other settings (``--all-settings``), failed pairs, pairs with a truncated
+candidate (``--keep-truncated``), ties, position-inconsistent pairs (``--keep-inconsistent``) and
+pairs below the confidence floor (``--min-confidence``, default 0.6; docs/data-quality.md says why),
+and counts each drop in ``quality.json`` and the card.
+
 The records stream from the file into the dataset; ``--length-balanced`` reads the file once more
 first, to learn which pairs the balance keeps (8 bytes a pair).
 """
@@ -23,13 +29,14 @@ from array import array
 from collections import Counter
 from pathlib import Path
 from statistics import fmean
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 from cai_engine.engine.records import iter_latest
 from cai_engine.errors import CaiError
 from cai_engine.exports.common import LengthStats, NothingToExport, write_card, write_rows
 from cai_engine.exports.sft import resolve_records_file
 from cai_engine.pipelines.aggregate import LengthBalance, chosen_rejected, drop_reason, longer_won
+from cai_engine.pipelines.judge import pair_truncated
 from cai_engine.sources import as_dicts, from_record
 
 Kind = Literal["dpo", "reward"]
@@ -140,35 +147,55 @@ def _round(value: float | None) -> float | None:
 
 
 class _Selection:
-    """One streaming pass: the card's figures of all ok pairs and of the exported ones, and the drops."""
+    """One streaming pass: the card's figures of all ok pairs and of the exported ones, the drops and the report."""
 
-    def __init__(self, filters: dict[str, Any], balance: LengthBalance | None):
+    def __init__(self, kind: Kind, filters: dict[str, Any], current: Callable[[dict[str, Any]], bool],
+                 keep_truncated: bool, balance: LengthBalance | None):
+        from cai_engine.exports.quality import PAIR_REASONS, Quality
+
         self.filters = filters
+        self.current = current
+        self.keep_truncated = keep_truncated
         self.balance = balance
         self.ok = self.failed = 0
         self.constitutions: set[str] = set()
         self.judge_models: set[str] = set()
         self.system_prompts: set[str] = set()
-        self.dropped = {"failed": 0, "tie": 0, "inconsistent": 0, "low_confidence": 0, "length_balance": 0}
+        self.dropped = dict.fromkeys(PAIR_REASONS, 0)
         self.all_pairs = PairFigures()
         self.exported = PairFigures()
+        self.quality = Quality(kind, PAIR_REASONS, {**filters, "keep_truncated": keep_truncated})
+
+    def reason(self, record: dict[str, Any]) -> str | None:
+        """Why ``record`` is left out (before the length balance), or None."""
+        if not self.current(record):
+            return "other_settings"
+        if record.get("status") == "ok" and not self.keep_truncated and pair_truncated(record):
+            return "truncated"
+        return drop_reason(record, **self.filters)
 
     def keep(self, record: dict[str, Any]) -> bool:
-        if record.get("status") == "ok":
+        current = self.current(record)
+        self.quality.seen(record, truncated=record.get("status") == "ok" and pair_truncated(record), current=current)
+        if current and record.get("status") == "ok":
             self.ok += 1
             self.constitutions.add(f"{record['constitution']['name']}@{record['constitution']['hash']}")
             self.judge_models.add(record["judge_model"])
             self.system_prompts.add(record.get("origin", {}).get("system_prompt") or "")
             self.all_pairs.add(record)
-        else:
+        elif current:
             self.failed += 1
-        reason = drop_reason(record, **self.filters)
+        reason = self.reason(record)
         if reason is None and self.balance is not None and not self.balance.keeps(record):
             reason = "length_balance"
         if reason is not None:
             self.dropped[reason] += 1
+            self.quality.dropped(reason)
             return False
         self.exported.add(record)
+        pair = chosen_rejected(record)
+        assert pair is not None  # ties were dropped
+        self.quality.kept(record, as_dicts(from_record(record)), pair[0], pair[1])
         return True
 
 
@@ -177,17 +204,31 @@ def export_preference(
     out_dir: Path,
     *,
     kind: Kind,
-    min_confidence: float = 0.5,
-    drop_inconsistent: bool = False,
+    min_confidence: float | None = None,
+    drop_inconsistent: bool = True,
     length_balanced: bool = False,
+    keep_truncated: bool = False,
+    all_settings: bool = False,
 ) -> dict[str, Any]:
-    """Write the DPO or reward export of a judge run; returns the card figures."""
+    """Write the DPO or reward export of a judge run; returns the card figures (``quality``: the dataset report).
+
+    Dropped by default: pairs of other settings than the folder's current ones (``all_settings``
+    keeps them), failed pairs, pairs with a truncated candidate (``keep_truncated`` keeps them),
+    ties, position-inconsistent pairs (``drop_inconsistent=False`` keeps them) and pairs below
+    ``min_confidence`` (default :data:`~cai_engine.exports.quality.DEFAULT_MIN_CONFIDENCE`; 0.5 keeps
+    every decided pair)."""
+    from cai_engine.engine.outsettings import record_filter
+    from cai_engine.exports.quality import DEFAULT_MIN_CONFIDENCE, write_quality
+
     records_file = resolve_records_file(source, "pairs.jsonl")
-    filters = {"min_confidence": min_confidence, "drop_inconsistent": drop_inconsistent}
+    floor = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+    filters = {"min_confidence": floor, "drop_inconsistent": drop_inconsistent}
+    current = record_filter(records_file, all_settings)
     balance = None
     if length_balanced:
-        balance = LengthBalance(r for r in iter_latest(records_file, status="ok") if drop_reason(r, **filters) is None)
-    selection = _Selection(filters, balance)
+        probe = _Selection(kind, filters, current, keep_truncated, None)
+        balance = LengthBalance(r for r in iter_latest(records_file, status="ok") if probe.reason(r) is None)
+    selection = _Selection(kind, filters, current, keep_truncated, balance)
 
     def rows() -> Iterator[dict[str, Any]]:
         for record in iter_latest(records_file):
@@ -201,9 +242,11 @@ def export_preference(
     except NothingToExport:
         if not selection.ok:
             raise
+        from cai_engine.exports.quality import dropped_line
+
         raise CaiError(
-            f"no pair of {records_file} passed the filters (dropped: {selection.dropped}); "
-            "lower --min-confidence or leave out --drop-inconsistent/--length-balanced"
+            f"no pair of {records_file} passed the filters ({dropped_line(selection.quality.figures())}); "
+            "lower --min-confidence, pass --keep-inconsistent/--keep-truncated/--all-settings, or leave out --length-balanced"
         ) from None
     system_prompts = sorted(selection.system_prompts - {""})
     figures = {
@@ -213,7 +256,8 @@ def export_preference(
         "records_ok": selection.ok,
         "records_failed": selection.failed,
         "rows_exported": selection.exported.pairs,
-        "filters": {**filters, "length_balanced": length_balanced},
+        "filters": {**filters, "length_balanced": length_balanced, "keep_truncated": keep_truncated,
+                    "all_settings": all_settings},
         "dropped": selection.dropped,
         "all_pairs": selection.all_pairs.figures(),
         "exported_pairs": selection.exported.figures(),
@@ -222,6 +266,9 @@ def export_preference(
     }
     if system_prompts:
         figures["candidate_system_prompts"] = system_prompts
+    selection.quality.filters = figures["filters"]
+    figures["quality"] = selection.quality.figures()
+    write_quality(out_dir, figures["quality"])
     what = "DPO" if kind == "dpo" else "reward-model"
     write_card(
         out_dir,

@@ -10,6 +10,10 @@ conversation's own system message is data and stays. With ``with_system`` the on
 is the constitution's system prompt, a blank line, then the conversation's own (the message the
 policy was answered under; :func:`cai_engine.sources.combined_system`).
 
+By default the export drops records of other settings than the folder's current ones
+(``--all-settings``), failed records and records whose answer depends on a generation that hit the
+token limit (``--keep-truncated``), and counts each drop in ``quality.json`` and the card.
+
 The records stream from the file into the dataset (one pass); the card's figures are running counts.
 """
 
@@ -17,11 +21,11 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from cai_engine.engine.records import iter_latest
 from cai_engine.errors import CaiError
-from cai_engine.exports.common import LengthStats, write_card, write_rows
+from cai_engine.exports.common import LengthStats, NothingToExport, write_card, write_rows
 from cai_engine.sources import combined_system, from_record, split_system
 
 
@@ -112,22 +116,80 @@ class SftFigures:
         }
 
 
-def export_sft(source: Path, out_dir: Path, *, with_system: bool = False, drop_unchanged: bool = False) -> dict[str, Any]:
-    """Write the SFT export of a revise run; returns the card figures."""
+class SftSelection:
+    """One streaming pass of an SFT export: which records become rows, the card's figures and the report."""
+
+    def __init__(self, current: Callable[[dict[str, Any]], bool], *, keep_truncated: bool = False,
+                 drop_unchanged: bool = False, all_settings: bool = False):
+        from cai_engine.exports.quality import SFT_REASONS, Quality
+
+        self.current = current
+        self.keep_truncated = keep_truncated
+        self.drop_unchanged = drop_unchanged
+        self.tally = SftFigures()
+        self.quality = Quality("sft", SFT_REASONS, {"keep_truncated": keep_truncated, "all_settings": all_settings,
+                                                    "drop_unchanged": drop_unchanged})
+
+    def reason(self, record: dict[str, Any]) -> str | None:
+        from cai_engine.pipelines.revise import is_truncated
+
+        if not self.current(record):
+            return "other_settings"
+        if record.get("status") != "ok":
+            return "failed"
+        if not self.keep_truncated and is_truncated(record):
+            return "truncated"
+        if self.drop_unchanged and _unchanged(record):
+            return "unchanged"
+        return None
+
+    def keep(self, record: dict[str, Any]) -> bool:
+        """Count ``record``; True when it becomes a row."""
+        from cai_engine.pipelines.revise import is_truncated
+
+        current = self.current(record)
+        self.quality.seen(record, truncated=record.get("status") == "ok" and is_truncated(record), current=current)
+        if current:
+            self.tally.add(record)
+        reason = self.reason(record)
+        if reason is not None:
+            self.quality.dropped(reason)
+            return False
+        self.tally.rows += 1
+        self.quality.kept(record, from_record(record), record["final_response"])
+        return True
+
+
+def export_sft(source: Path, out_dir: Path, *, with_system: bool = False, drop_unchanged: bool = False,
+               keep_truncated: bool = False, all_settings: bool = False) -> dict[str, Any]:
+    """Write the SFT export of a revise run; returns the card figures (``quality``: the dataset report).
+
+    Dropped by default: records of other settings than the folder's current ones (``all_settings``
+    keeps them), failed records, and records whose final answer depends on a generation that hit
+    the token limit (``keep_truncated`` keeps them); with ``drop_unchanged`` the ones the revision
+    left unchanged. Each drop is counted by reason in ``quality.json`` and the card."""
+    from cai_engine.engine.outsettings import record_filter
+    from cai_engine.exports.quality import dropped_line, write_quality
+
     records_file = resolve_records_file(source, "revisions.jsonl")
-    tally = SftFigures()
+    selection = SftSelection(record_filter(records_file, all_settings), keep_truncated=keep_truncated,
+                             drop_unchanged=drop_unchanged, all_settings=all_settings)
 
     def rows() -> Iterator[dict[str, Any]]:
         for record in iter_latest(records_file):
-            tally.add(record)
-            if record.get("status") == "ok":
-                row = sft_row(record, with_system=with_system, drop_unchanged=drop_unchanged)
-                if row is not None:
-                    tally.rows += 1
-                    yield row
+            if selection.keep(record):
+                yield sft_row(record, with_system=with_system, drop_unchanged=False)  # type: ignore[misc]
 
-    columns = write_rows(rows(), out_dir, features=sft_features())
-    figures = tally.figures(records_file, with_system)
+    try:
+        columns = write_rows(rows(), out_dir, features=sft_features())
+    except NothingToExport:
+        if not selection.quality.ok:
+            raise
+        raise CaiError(f"no record of {records_file} passed the filters ({dropped_line(selection.quality.figures())}); "
+                       "pass --keep-truncated or --all-settings to keep more") from None
+    figures = selection.tally.figures(records_file, with_system)
+    figures["quality"] = selection.quality.figures()
+    write_quality(out_dir, figures["quality"])
     write_card(
         out_dir,
         title="cai-engine SFT revisions",

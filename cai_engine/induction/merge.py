@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from cai_engine.engine.engine import Engine
-from cai_engine.engine.records import stable_hash
+from cai_engine.engine.records import iter_latest, stable_hash
 from cai_engine.engine.runner import run_items
 from cai_engine.engine.session import open_store
 from cai_engine.models.base import ChatRequest, SamplingParams
@@ -165,8 +165,6 @@ async def model_merge(candidates: list[Candidate], engine: Engine, out_path: Pat
     with open_store(out_path) as store:
         if len(candidates) > 1:
             await run_items([None], record_id=lambda _: rid, worker=worker, store=store, concurrency=1)
-    from cai_engine.engine.records import iter_latest
-
     record = next((r for r in iter_latest(out_path) if r["id"] == rid), None) if out_path.exists() else None
     groups = (record or {}).get("groups") or []
     return apply_groups(candidates, groups), {"groups": groups, "readable": record is not None and record.get("groups") is not None}

@@ -30,6 +30,7 @@ from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import iter_latest, stable_hash
 from cai_engine.errors import CaiError
 from cai_engine.models.base import ChatRequest, Message, SamplingParams, Usage
+from cai_engine.pipelines.revise import LENGTH, initial_truncated, is_truncated
 from cai_engine.sources import (
     BadRow, Turn, as_dicts, combined_system, conversation_key, finish, from_record, is_hf_spec, iter_prompts, iter_rows,
     split_system, to_turns,
@@ -133,11 +134,13 @@ def revision_pairs(path: Path, limit: int | None = None) -> Iterator[PairSpec]:
         if limit is not None and n >= limit:
             return
         base = {"revision_id": record["id"], "model": record.get("model")}
+        # a is the initial answer (its own generation); b, the final revision, was written from every step.
         yield conversation_spec(
             from_record(record),
             origin={"kind": "revisions", "file": str(records_file), "revision_id": record["id"]},
-            a=Candidate(record["initial_response"], {**base, "kind": "initial"}),
-            b=Candidate(record["final_response"], {**base, "kind": "revision", "rounds": len(record.get("rounds", []))}),
+            a=Candidate(record["initial_response"], {**base, "kind": "initial", "truncated": initial_truncated(record)}),
+            b=Candidate(record["final_response"], {**base, "kind": "revision", "rounds": len(record.get("rounds", [])),
+                                                   "truncated": is_truncated(record)}),
         )
 
 
@@ -232,7 +235,7 @@ class CandidateGenerator:
             "seed": self.seed,
         }
 
-    async def _answer(self, engine: Engine, spec: PairSpec, seed: int) -> tuple[str, Usage]:
+    async def _answer(self, engine: Engine, spec: PairSpec, seed: int) -> tuple[str, Usage, str | None]:
         own_system, turns = split_system(spec.conversation)
         system = combined_system(self.system_prompt, own_system)
         messages = [Message(role="system", content=system)] if system else []
@@ -241,17 +244,19 @@ class CandidateGenerator:
         text = response.text.strip()
         if not text:
             raise CaiError(f"empty answer from {engine.spec} for a pair candidate")
-        return text, response.usage
+        return text, response.usage, response.choices[0].finish_reason if response.choices else None
 
     async def fill(self, spec: PairSpec) -> tuple[PairSpec, Usage]:
         import asyncio
 
         seeds = [int(stable_hash({"seed": self.seed, "prompt": spec.prompt_key(), "slot": slot}, length=8), 16) for slot in ("a", "b")]
         second = self.model_b if self.kind == "models" and self.model_b is not None else self.policy
-        (text_a, usage_a), (text_b, usage_b) = await asyncio.gather(
+        (text_a, usage_a, finish_a), (text_b, usage_b, finish_b) = await asyncio.gather(
             self._answer(self.policy, spec, seeds[0]), self._answer(second, spec, seeds[1])
         )
         params = self.params.model_dump(exclude={"seed"})
-        a = Candidate(text_a, {"kind": self.kind, "model": self.policy.spec, "seed": seeds[0], "params": params})
-        b = Candidate(text_b, {"kind": self.kind, "model": second.spec, "seed": seeds[1], "params": params})
+        a = Candidate(text_a, {"kind": self.kind, "model": self.policy.spec, "seed": seeds[0], "params": params,
+                               "finish_reason": finish_a, "truncated": finish_a == LENGTH})
+        b = Candidate(text_b, {"kind": self.kind, "model": second.spec, "seed": seeds[1], "params": params,
+                               "finish_reason": finish_b, "truncated": finish_b == LENGTH})
         return replace(spec, a=a, b=b), usage_a + usage_b

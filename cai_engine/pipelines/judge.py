@@ -140,6 +140,18 @@ async def judge_once(
     raise UnparseableVerdict(principle.id, order, raws)
 
 
+def pair_truncated(record: dict[str, Any]) -> bool:
+    """Whether a candidate of a pair record (what ``chosen``/``rejected`` are) stopped at the token limit.
+
+    The candidates' sources say so (``truncated``, from the revision record or the generation's
+    ``finish_reason``); the judge's own replies are not exported text and do not count. Records
+    written before ``truncated`` was kept are judged from their candidates' sources."""
+    if "truncated" in record:
+        return bool(record["truncated"])
+    return any(bool((c.get("source") or {}).get("truncated")) or (c.get("source") or {}).get("finish_reason") == "length"
+               for c in record.get("candidates") or ())
+
+
 def _base_record(spec: PairSpec, rid: str, settings: JudgeSettings, judge_spec: str) -> dict[str, Any]:
     candidates = [
         {"id": slot, "text": cand.text if cand else None, "source": cand.source if cand else None}
@@ -156,6 +168,7 @@ def _base_record(spec: PairSpec, rid: str, settings: JudgeSettings, judge_spec: 
         "constitution": {"name": settings.constitution.name, "version": settings.constitution.version, "hash": settings.constitution.hash},
         "settings": settings.fingerprint(judge_spec),
     }
+    record["truncated"] = pair_truncated(record)
     if spec.label is not None:
         record["label"] = spec.label
     if spec.meta:

@@ -31,6 +31,10 @@ from cai_engine.sources import PromptItem, as_dicts, combined_system, conversati
 
 RECORD_VERSION = 1
 
+#: The finish reason of a generation that stopped at its token limit (OpenAI, vLLM, ours; Anthropic's
+#: ``max_tokens`` is mapped to it by the backend).
+LENGTH = "length"
+
 
 class EmptyGeneration(CaiError):
     """The model returned no text for a step; the record is saved as failed with this reason."""
@@ -165,7 +169,7 @@ async def revise_one(prompt: PromptLike, rid: str, engine: Engine, settings: Rev
             )
             current = revision
 
-    return {
+    record = {
         "id": rid,
         "status": "ok",
         "version": RECORD_VERSION,
@@ -184,6 +188,40 @@ async def revise_one(prompt: PromptLike, rid: str, engine: Engine, settings: Rev
         "usage": conversation.usage.model_dump(),
         "latency_s": round(time.perf_counter() - started, 3),
     }
+    steps = truncated_steps(record)
+    record["truncated"] = bool(steps)  # the final revision was written from every step's text
+    record["truncated_steps"] = steps
+    return record
+
+
+def step_names(record: dict[str, Any]) -> list[str]:
+    """The generation steps of a revision record in call order: ``initial``, then ``critique:i`` and
+    ``revision:i`` for the i-th entry of ``rounds`` (the order of ``finish_reasons``)."""
+    names = ["initial"]
+    for i in range(len(record.get("rounds") or ())):
+        names += [f"critique:{i}", f"revision:{i}"]
+    return names
+
+
+def truncated_steps(record: dict[str, Any]) -> list[str]:
+    """The steps of a revision record whose generation hit the token limit (``finish_reason`` "length")."""
+    reasons = record.get("finish_reasons") or []
+    return [name for name, reason in zip(step_names(record), reasons) if reason == LENGTH]
+
+
+def is_truncated(record: dict[str, Any]) -> bool:
+    """Whether the record's final answer depends on a truncated generation: every step is in the
+    conversation the final revision was written from, so any truncated step counts. Records written
+    before ``truncated`` was kept are judged from their ``finish_reasons``."""
+    if "truncated" in record:
+        return bool(record["truncated"])
+    return bool(truncated_steps(record))
+
+
+def initial_truncated(record: dict[str, Any]) -> bool:
+    """Whether the initial answer alone stopped at the token limit (what candidate *a* of a revision pair depends on)."""
+    reasons = record.get("finish_reasons") or []
+    return bool(reasons) and reasons[0] == LENGTH
 
 
 def _revise_worker(engines: list[Engine], settings: ReviseSettings) -> Callable[[PromptItem, str], Any]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cai_engine.evaluation.config import METRICS, Metric
+from cai_engine.executors.settings import RaySettings
 from cai_engine.models.base import ModelConfig
 from cai_engine.yamlfile import read_mapping, validation_error
 
@@ -85,8 +86,9 @@ class PairsStage(_Strict):
     sample_temperature: float = Field(0.8, ge=0, le=2, description="Temperature for source=samples.")
     principles_per_judgment: int | None = Field(None, ge=1, description="Principles ensembled per pair.")
     cot: bool = Field(False, description="Chain of thought before the verdict (clamped).")
-    min_confidence: float = Field(0.5, ge=0.5, le=1, description="Drop pairs below this judge confidence in the export.")
-    drop_inconsistent: bool = Field(False, description="Drop pairs judged differently in the two orders.")
+    min_confidence: float = Field(0.6, ge=0.5, le=1, description=(
+        "Drop pairs below this judge confidence in the export (0.5 keeps every decided pair; docs/data-quality.md)."))
+    drop_inconsistent: bool = Field(True, description="Drop pairs judged differently in the two orders (false keeps them).")
 
 
 class EvalStage(_Strict):
@@ -109,6 +111,9 @@ class RunConfig(_Strict):
     eval: EvalStage = Field(default_factory=EvalStage)
     use_cache: bool = Field(True, description="Use the response cache for model calls.")
     max_cost_usd: float | None = Field(None, ge=0, description="Stop generation stages once this much is spent.")
+    ray: RaySettings | None = Field(None, description=(
+        "Run the generation stages (revise, pairs) on Ray workers: address, workers, num_cpus_per_worker, "
+        "num_gpus_per_worker, batch_size (docs/scaling.md). Absent: in process."))
 
     @model_validator(mode="after")
     def _check_stages(self) -> "RunConfig":

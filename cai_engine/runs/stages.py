@@ -16,6 +16,7 @@ from cai_engine.engine.engine import Engine
 from cai_engine.engine.factory import build_engine
 from cai_engine.engine.session import current_session
 from cai_engine.engine.progress import ProgressFactory, no_progress
+from cai_engine.executors import executor_for
 from cai_engine.models.base import ModelConfig, SamplingParams
 from cai_engine.runs.config import RunConfig
 
@@ -96,15 +97,19 @@ async def stage_revise(ctx: RunContext) -> dict[str, Any]:
             lambda **cb: run_revise(
                 iter_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit, **read),
                 engine=engine, settings=settings, out_path=out / "revisions.jsonl",
-                concurrency=cfg.generation.concurrency or cfg.models.policy.max_concurrency, **cb,
+                concurrency=cfg.generation.concurrency or cfg.models.policy.max_concurrency,
+                executor=executor_for(cfg.ray), **cb,
             ),
         )
     finally:
         ctx.engine_stats["revise"] = engine.stats.model_dump()
         await engine.aclose()
-    figures = export_sft(out, out / "sft")
+    figures = export_sft(out, out / "sft")  # drops truncated records and other settings' records, counted in quality.json
+    quality = figures["quality"]
     return {"records": out / "revisions.jsonl", "sft_export": out / "sft", "new": summary.done,
-            "failed": figures["records_failed"], "rows": figures["rows_exported"]}
+            "failed": figures["records_failed"], "rows": figures["rows_exported"],
+            "dropped": {k: v for k, v in quality["rows"]["dropped"].items() if v},
+            "truncation_rate": quality["truncation_rate"]}
 
 
 async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
@@ -148,7 +153,8 @@ async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
             total,
             lambda **cb: run_judge(
                 pairs, engine=judge, settings=settings, out_path=out / "pairs.jsonl",
-                concurrency=cfg.generation.concurrency or cfg.models.judge.max_concurrency, generator=generator, **cb,
+                concurrency=cfg.generation.concurrency or cfg.models.judge.max_concurrency, generator=generator,
+                executor=executor_for(cfg.ray), **cb,
             ),
         )
     finally:

@@ -266,6 +266,10 @@ def prepare_output(config: StageConfig, stage: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     log_to(out / "log.txt")  # the trainer's library warnings and logs
     hush_loaded_libraries()
+    from cai_engine.training.ranks import is_main_process
+
+    if not is_main_process():  # other ranks of a distributed run write nothing
+        return out
     resolved = {"stage": stage, **json.loads(config.model_dump_json())}
     (out / "config.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     metrics = out / "metrics.jsonl"
@@ -299,9 +303,12 @@ def save_trained(trainer: Any, tokenizer: Any, config: StageConfig, *, model: An
 
     if isinstance(model, PeftModel) and config.merge:
         model = model.merge_and_unload()
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    push_trained(out, config)
+    from cai_engine.training.ranks import is_main_process
+
+    if is_main_process():  # under Ray Train (or torchrun) rank 0 alone writes the stage folder
+        model.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+        push_trained(out, config)
     return out
 
 

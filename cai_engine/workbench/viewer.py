@@ -8,6 +8,12 @@ joined: a pair judged from a revise run (``--pairs-from revisions:``) shows the 
 every critique and revision, and the judge's verdicts side by side.
 
 A multi-turn prompt shows its context (every turn before the last user turn) above the prompt.
+A pair judged into its own folder finds its revision through the pair's ``origin.file``.
+
+The top of the page is the dataset report (:mod:`cai_engine.exports.quality`) of what a default
+export of these records would keep: rows kept/dropped by reason, truncation, consistency, ties,
+length bias, duplicates, refusals, principle draws. Text that hit the token limit is marked
+"truncated", and a pair the judge decided below the export's confidence floor is shown as a tie.
 
 Spot-check labels are kept in the browser (``localStorage``) and downloaded as JSONL rows of
 ``prompt``/``chosen``/``rejected`` (+ ``id``, ``category``, ``note``; ``prompt`` is the whole
@@ -29,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from cai_engine.engine.records import RecordIndex, iter_latest, read_jsonl, read_line_at
 from cai_engine.errors import CaiError
+from cai_engine.exports.quality import DEFAULT_MIN_CONFIDENCE
 
 TEMPLATE = ("data", "viewer", "viewer.html")
 
@@ -59,8 +66,10 @@ def find_files(path: Path) -> dict[str, Path]:
     return found
 
 
-def _revision_view(rec: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _revision_view(rec: dict[str, Any], source: Path | None = None) -> dict[str, Any]:
+    from cai_engine.pipelines.revise import is_truncated, truncated_steps
+
+    view = {
         "id": rec["id"],
         "model": rec.get("model"),
         "initial": rec.get("initial_response"),
@@ -69,7 +78,13 @@ def _revision_view(rec: dict[str, Any]) -> dict[str, Any]:
             {"round": r.get("round", 0), "principle_id": r.get("principle_id", "?"), "critique": r.get("critique", ""), "revision": r.get("revision", "")}
             for r in rec.get("rounds", [])
         ],
+        # steps that hit the token limit: "initial", "critique:i", "revision:i" (i: index in rounds)
+        "truncated_steps": truncated_steps(rec),
+        "truncated": is_truncated(rec),
     }
+    if source is not None:
+        view["source"] = str(source)  # the chain came from a revisions file in another folder
+    return view
 
 
 def _pair_view(rec: dict[str, Any]) -> dict[str, Any]:
@@ -89,11 +104,17 @@ def _pair_view(rec: dict[str, Any]) -> dict[str, Any]:
         ],
         "len_a": len(a.get("text") or ""),
         "len_b": len(b.get("text") or ""),
+        "a_truncated": bool((a.get("source") or {}).get("truncated")),
+        "b_truncated": bool((b.get("source") or {}).get("truncated")),
+        "floor": DEFAULT_MIN_CONFIDENCE,
     }
     if view["status"] == "ok":
+        chosen, confidence = rec.get("chosen"), rec.get("confidence")
+        # Within the export's confidence floor the judge has no real preference: a tie, not a pick.
+        pick = chosen if chosen in ("a", "b") and (confidence or 0.0) >= DEFAULT_MIN_CONFIDENCE else "tie"
         view.update(
-            p_a=rec.get("p_a_better"), chosen=rec.get("chosen"), consistent=bool(rec.get("consistent")),
-            confidence=rec.get("confidence"), per_principle=rec.get("per_principle", {}),
+            p_a=rec.get("p_a_better"), chosen=chosen, pick=pick, consistent=bool(rec.get("consistent")),
+            confidence=confidence, per_principle=rec.get("per_principle", {}),
         )
     else:
         view["error"] = rec.get("error", "failed")
@@ -106,41 +127,121 @@ def _context(rec: dict[str, Any]) -> list[dict[str, str]]:
     return [{"role": str(m.get("role")), "content": str(m.get("content", ""))} for m in messages[:-1]]
 
 
-def iter_items(files: dict[str, Path], limit: int | None = None) -> Iterator[dict[str, Any]]:
+class _Sources:
+    """The revision records pairs point at: the folder's own revisions file, or the one a pair's
+    ``origin.file`` names (a judge run in its own folder, as the README shows). One index per file."""
+
+    def __init__(self, own: Path | None, pairs_file: Path | None):
+        self.own = own
+        self.pairs_dir = pairs_file.parent if pairs_file is not None else None
+        self._indexes: dict[Path, RecordIndex | None] = {}
+        if own is not None:
+            self._indexes[own.resolve()] = RecordIndex(own)
+
+    def index(self, path: Path) -> RecordIndex | None:
+        key = path.resolve()
+        if key not in self._indexes:
+            self._indexes[key] = RecordIndex(path) if path.is_file() else None
+        return self._indexes[key]
+
+    def _candidates(self, origin: dict[str, Any]) -> Iterator[Path]:
+        if self.own is not None:
+            yield self.own
+        named = origin.get("file")
+        if origin.get("kind") != "revisions" or not named:
+            return
+        path = Path(named)
+        if path.is_dir():
+            path = path / "revisions.jsonl"
+        yield path
+        if not path.is_absolute() and self.pairs_dir is not None:  # written relative to where `cai judge` ran
+            yield self.pairs_dir / path
+
+    def find(self, origin: dict[str, Any]) -> tuple[Path, int] | None:
+        """(file, offset) of the revision a pair came from, or None."""
+        rev_id = origin.get("revision_id")
+        if not rev_id:
+            return None
+        for path in self._candidates(origin):
+            index = self.index(path)
+            offset = index.offset(rev_id) if index is not None else None
+            if offset is not None:
+                return path, offset
+        return None
+
+
+def quality_tallies(files: dict[str, Path]) -> tuple[Any, Any]:
+    """What a default export of these records would keep and drop (the page's dataset report):
+    ``cai export sft`` of the revisions, ``cai export dpo`` of the pairs (current settings only)."""
+    from cai_engine.engine.outsettings import record_filter
+    from cai_engine.exports.preference import _Selection
+    from cai_engine.exports.sft import SftSelection
+
+    def current(kind: str) -> Callable[[dict[str, Any]], bool]:
+        return record_filter(files[kind]) if kind in files else (lambda record: True)
+
+    pairs = _Selection("dpo", {"min_confidence": DEFAULT_MIN_CONFIDENCE, "drop_inconsistent": True}, current("pairs"), False, None)
+    return SftSelection(current("revisions")), pairs
+
+
+def quality_summary(quality: tuple[Any, Any]) -> dict[str, Any]:
+    """The report of each record kind the page shows (``sft``: revisions, ``pairs``), as in ``quality.json``."""
+    sft, pairs = quality
+    out: dict[str, Any] = {}
+    if sft.quality.records:
+        out["sft"] = sft.quality.figures()
+    if pairs.quality.records:
+        out["pairs"] = pairs.quality.figures()
+    return out
+
+
+def iter_items(files: dict[str, Path], limit: int | None = None, quality: tuple[Any, Any] | None = None) -> Iterator[dict[str, Any]]:
     """One item per pair (with its revision when it came from one), then per unpaired revision.
 
-    Revisions are looked up by id through the file's index, one line at a time.
+    Revisions are looked up by id through the file's index, one line at a time; a pair judged from
+    a revise run in another folder finds its revision there (``origin.file``). ``quality``: the
+    (SFT, pairs) selections of :func:`quality_tallies`, fed every record shown.
     """
     revisions_file = files.get("revisions")
-    index = RecordIndex(revisions_file) if revisions_file is not None else None
-    used: set[int] = set()  # offsets of the revisions a pair showed
+    sources = _Sources(revisions_file, files.get("pairs"))
+    own = sources.index(revisions_file) if revisions_file is not None else None
+    used: set[int] = set()  # offsets of the own revisions a pair showed
     shown = 0
     if "pairs" in files:
         for rec in iter_latest(files["pairs"]):
             if limit is not None and shown >= limit:
                 return
-            rev_id = (rec.get("origin") or {}).get("revision_id")
-            offset = index.offset(rev_id) if index is not None and rev_id else None
-            rev = read_line_at(revisions_file, offset) if offset is not None else None  # type: ignore[arg-type]
-            if offset is not None:
-                used.add(offset)
+            found = sources.find(rec.get("origin") or {})
+            rev = read_line_at(found[0], found[1]) if found is not None else None
+            elsewhere = found is not None and found[0] != revisions_file
+            if found is not None and not elsewhere:
+                used.add(found[1])
+                if quality is not None and rev is not None:
+                    quality[0].keep(rev)
+            if quality is not None:
+                quality[1].keep(rec)
             pair = _pair_view(rec)
             principles = list(dict.fromkeys([*pair["principles"], *(r["principle_id"] for r in (rev or {}).get("rounds", []))]))
             shown += 1
+            revision = None
+            if rev is not None and rev.get("status") == "ok":
+                revision = _revision_view(rev, found[0] if elsewhere and found is not None else None)
             yield {
                 "id": rec["id"], "prompt": rec.get("prompt", ""), "context": _context(rec),
                 "status": "ok" if pair["status"] == "ok" else "failed",
                 "error": pair.get("error"), "principles": principles,
-                "revision": _revision_view(rev) if rev is not None and rev.get("status") == "ok" else None,
+                "revision": revision,
                 "pair": pair, "length": max(pair["len_a"], pair["len_b"]),
             }
-    if index is None:
+    if own is None:
         return
     for rec in iter_latest(revisions_file):  # type: ignore[arg-type]
-        if index.offset(rec["id"]) in used:
+        if own.offset(rec["id"]) in used:
             continue
         if limit is not None and shown >= limit:
             return
+        if quality is not None:
+            quality[0].keep(rec)
         ok = rec.get("status") == "ok"
         view = _revision_view(rec) if ok else None
         shown += 1
@@ -165,7 +266,7 @@ class _Tally:
     """What the page says about its items, counted as they are written: no item is kept."""
 
     def __init__(self) -> None:
-        self.items = self.pairs = self.inconsistent = self.ties = self.failed = 0
+        self.items = self.pairs = self.inconsistent = self.ties = self.failed = self.within_floor = self.truncated = 0
         self.principles: set[str] = set()
         self._hex_ids = array("Q")  # our ids are 16 hex digits: 8 bytes each
         self._other_ids: list[str] = []
@@ -179,6 +280,9 @@ class _Tally:
             self.pairs += 1
             self.inconsistent += not pair["consistent"]
             self.ties += pair["chosen"] == "tie"
+            self.within_floor += pair["chosen"] != "tie" and pair["pick"] == "tie"
+        revision = item["revision"]
+        self.truncated += bool((revision and revision["truncated"]) or (pair and (pair["a_truncated"] or pair["b_truncated"])))
         if _HEX_ID.fullmatch(item["id"]):
             self._hex_ids.append(int(item["id"], 16))
         else:
@@ -199,7 +303,10 @@ class _Tally:
 def _summary(tally: _Tally, files: dict[str, Path]) -> str:
     parts = [f"{tally.items} records"]
     if tally.pairs:
-        parts.append(f"{tally.pairs} judged pairs ({tally.inconsistent} inconsistent, {tally.ties} ties)")
+        parts.append(f"{tally.pairs} judged pairs ({tally.inconsistent} inconsistent, {tally.ties} ties"
+                     f"{f', {tally.within_floor} within the {DEFAULT_MIN_CONFIDENCE} floor' if tally.within_floor else ''})")
+    if tally.truncated:
+        parts.append(f"{tally.truncated} truncated")
     if tally.failed:
         parts.append(f"{tally.failed} failed")
     parts.append("from " + ", ".join(str(p) for p in files.values()))
@@ -215,7 +322,8 @@ def _embed(data: Any) -> str:
     return text
 
 
-def _write_page(out: TextIO, items: Iterable[dict[str, Any]], *, title: str, name: str, summary: Callable[[_Tally], str]) -> _Tally:
+def _write_page(out: TextIO, items: Iterable[dict[str, Any]], *, title: str, name: str, summary: Callable[[_Tally], str],
+                quality: Callable[[], dict[str, Any]] = dict) -> _Tally:
     """Write the page to ``out``, items streamed into the data element; the figures follow the items."""
     template = resources.files("cai_engine").joinpath(*TEMPLATE).read_text(encoding="utf-8")
     html_title = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -231,7 +339,8 @@ def _write_page(out: TextIO, items: Iterable[dict[str, Any]], *, title: str, nam
             for count, item in enumerate(items):
                 tally.add(item)
                 out.write(("," if count else "") + _embed(item))
-            out.write(f'],"summary":{_embed(summary(tally))},"principles":{_embed(sorted(tally.principles))},'
+            out.write(f'],"summary":{_embed(summary(tally))},"quality":{_embed(quality())},'
+                      f'"principles":{_embed(sorted(tally.principles))},'
                       # localStorage key: the same dataset keeps its labels across rebuilds of the page
                       f'"key":{_embed(tally.key())}}}')
     return tally
@@ -246,7 +355,8 @@ def render_html(items: list[dict[str, Any]], *, title: str, summary: str, name: 
 def write_viewer(source: Path, out: Path | None = None, *, limit: int | None = None, title: str | None = None) -> tuple[Path, int]:
     """Build the page for ``source`` (dir or record file); returns (path written, records shown)."""
     files = find_files(source)
-    items = iter_items(files, limit)
+    quality = quality_tallies(files)
+    items = iter_items(files, limit, quality)
     first = next(items, None)
     if first is None:
         raise CaiError(f"{source}: the record files are empty; nothing to view")
@@ -257,7 +367,7 @@ def write_viewer(source: Path, out: Path | None = None, *, limit: int | None = N
     try:
         with partial.open("w", encoding="utf-8") as fh:
             tally = _write_page(fh, _chain(first, items), title=title or f"cai view · {name}", name=name,
-                                summary=lambda t: _summary(t, files))
+                                summary=lambda t: _summary(t, files), quality=lambda: quality_summary(quality))
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
