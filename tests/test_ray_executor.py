@@ -289,14 +289,14 @@ def test_cai_run_with_a_ray_section_gives_the_same_record_counts(tmp_path: Path)
 
     path = tmp_path / "prompts.jsonl"
     path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts(12)))
-    with running_provider() as policy, running_judge(mode="faithful") as judge_server:
+    with running_provider() as policy, running_judge(mode="faithful", good_word="Revision") as judge_server:
         counts = {}
         for name, extra in (("plain", {}), ("onray", {"ray": {"workers": 2, "batch_size": 4}})):
             config = {
                 "name": name, "constitution": "general", "prompts": {"train": str(path)},
                 "models": {"policy": {"spec": "openai/fake", "base_urls": [policy.openai_base], "timeout_s": 10},
                            "judge": {"spec": "openai/judge", "base_urls": [judge_server.openai_base], "timeout_s": 10}},
-                "generation": {"max_tokens": 16}, "stages": ["revise", "pairs"],
+                "generation": {"max_tokens": 512}, "stages": ["revise", "pairs"],
                 "revise": {"rounds": 1, "few_shot": 0}, "pairs": {"principles_per_judgment": 1}, "use_cache": False,
                 **extra,
             }

@@ -134,7 +134,7 @@ async def induce_in_session(session: Session, plan: _Plan, *, concurrency: int |
 
     engine = session.engine(plan.config)
     session.stamp["settings_id"] = claim(plan.work, "induce", plan.fingerprint(), new_settings=new_settings)
-    conc = concurrency or engine.suggested_concurrency
+    conc = engine.runner_concurrency(concurrency)
     started = time.perf_counter()
     common = {"engine": engine, "concurrency": conc, "retry_failed": retry_failed}
 

@@ -151,12 +151,18 @@ async def judge_in_session(session: Session, pairs: Any, total: int | None, out:
     session.stamp["settings_id"] = claim(out, settings_kind, {
         **settings.fingerprint(engines[0].spec), "pairs_from": manifest.get("pairs_from") or manifest.get("labels"),
         "candidates": recipe}, new_settings=new_settings)
+    runner_concurrency = engines[0].runner_concurrency(concurrency)
+    for other in engines[1:]:
+        other.runner_concurrency(concurrency)  # a higher --concurrency raises the policy's cap too
+    notes = [e.concurrency_note for e in engines if e.concurrency_note]
     started = time.perf_counter()
     try:
+        for note in notes:
+            session.notify(note)
         with progress(what, total, engines) as bar:
             summary = await run_judge(
                 pairs, engine=engines[0], settings=settings, out_path=out / RECORDS_FILE, generator=generator,
-                concurrency=concurrency or engines[0].suggested_concurrency, retry_failed=retry_failed,
+                concurrency=runner_concurrency, retry_failed=retry_failed,
                 on_record=bar.record, on_skip=bar.skip, shard=shard_spec, executor=executor,
             )
     finally:

@@ -81,6 +81,9 @@ class RunProgress:
         earlier = sum(ledger.spent_before for ledger in ledgers.values())
         if earlier:
             stats += f" (+${earlier:.4f} earlier)"
+        quota = " ".join(t for e in self.engines if (t := e.quota_text()))
+        if quota:
+            stats += f"  {quota}"
         self._progress.update(self._task, stats=stats)
 
     def record(self, record: dict[str, Any]) -> None:

@@ -74,12 +74,15 @@ async def _revise_body(session: Session, *, prompts: Prompts, out: Path, loaded:
     session.stamp["settings_id"] = claim(out, "revise", {**settings.fingerprint(engine.spec), "prompts": source_of(prompts),
                                                          "column": column, "format": format, "split": split},
                                          new_settings=new_settings)
+    runner_concurrency = engine.runner_concurrency(concurrency)
+    if engine.concurrency_note:
+        session.notify(engine.concurrency_note)
     started = time.perf_counter()
     try:
         with progress(f"revise {loaded.name}", total, [engine]) as bar:
             summary = await run_revise(
                 iter_prompt_items(prompts, column, limit, **read), engine=engine, settings=settings,
-                out_path=out / RECORDS_FILE, concurrency=concurrency or engine.suggested_concurrency,
+                out_path=out / RECORDS_FILE, concurrency=runner_concurrency,
                 retry_failed=retry_failed, on_record=bar.record, on_skip=bar.skip, shard=shard_spec,
                 executor=executor,
             )

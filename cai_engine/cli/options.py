@@ -26,7 +26,8 @@ StreamingOpt = Annotated[bool, typer.Option("--streaming", help="Stream an hf: d
 SkipBadRowsOpt = Annotated[bool, typer.Option(
     "--skip-bad-rows", help="Skip unusable input rows with a warning (counted in the summary) instead of stopping.")]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N prompts.")]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Items in flight at once (default: the model's max_concurrency).")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", min=1, help="Items in flight at once (default: hosted models follow the provider's quota up to 512; "
+                                                 "others their max_concurrency). Above a model's cap it raises the cap.")]
 RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Redo records that failed in an earlier run.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Bypass the response cache.")]
 MaxCostOpt = Annotated[Optional[float], typer.Option(

@@ -77,6 +77,10 @@ class Session:
         self._cache: ResponseCache | None = None
         self._closed = False
 
+    def notify(self, text: str) -> None:
+        """One line to the user (stderr on the CLI; the caller's ``notify`` in the API)."""
+        self.stop._notify(text)
+
     # ---- parts -------------------------------------------------------------------------------
     @property
     def cache(self) -> ResponseCache | None:

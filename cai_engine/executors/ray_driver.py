@@ -25,6 +25,7 @@ import asyncio
 import collections
 import math
 import os
+import time
 import uuid
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -41,6 +42,10 @@ INSTALL_HINT = "pip install 'cai-engine[ray]'"
 #: Environment variables a worker needs from the driver (besides the models' API key variables).
 _ENV = ("CAI_HOME", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "TOKENIZERS_PARALLELISM",
         "VLLM_CPU_KVCACHE_SPACE")
+
+
+#: How long a dead worker may take to be restarted by Ray before the driver stops waiting for it.
+RESTART_TIMEOUT_S = 120.0
 
 
 class WorkerDied(CaiError):
@@ -157,6 +162,7 @@ class _Run:
         ]
         self.load = [0] * workers  # items sent to each worker and not returned
         self.down = [False] * workers  # died, not answering again yet
+        self.lost: set[int] = set()  # died and not back within RESTART_TIMEOUT_S
         self.tasks: set[asyncio.Task[Any]] = set()  # batch streams and health checks
         self.in_flight: set[str] = set()
         self.fatal: BaseException | None = None
@@ -227,6 +233,9 @@ class _Run:
                         if not self.down[i]:
                             actor.stop.remote()
                 if not self.tasks:
+                    if not stopping() and (redo or not source_done):  # work left, and no worker came back
+                        raise CaiError(f"the Ray workers died and did not come back within {RESTART_TIMEOUT_S:g} s "
+                                       "(is the cluster still up?); finished records are saved, rerun to resume")
                     break
                 finished, self.tasks = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
@@ -290,14 +299,16 @@ class _Run:
         self.service.release.remote(index)
 
         async def health() -> None:
-            while True:
+            deadline = time.monotonic() + RESTART_TIMEOUT_S
+            while time.monotonic() < deadline:
                 try:
-                    await self.actors[index].pid.remote()
+                    await asyncio.wait_for(self.actors[index].pid.remote(), timeout=max(1.0, deadline - time.monotonic()))
                     self.down[index] = False
                     self.counts["restarts"] += 1
                     return
-                except self.ray.exceptions.RayError:
+                except (self.ray.exceptions.RayError, asyncio.TimeoutError):
                     await asyncio.sleep(0.2)
+            self.lost.add(index)  # not back in time: it gets no more work
 
         self.tasks.add(asyncio.create_task(health(), name=f"watch-{index}"))
 
@@ -423,7 +434,8 @@ class _Run:
                 pass
 
     def report(self) -> dict[str, Any]:
-        return {**self.counts, "worker_processes": len(self.stats), "records_by_process": dict(self.records_by_process),
+        return {**self.counts, "workers_lost": len(self.lost), "worker_processes": len(self.stats),
+                "records_by_process": dict(self.records_by_process),
                 "workers": len(self.actors),
                 "per_worker_concurrency": self.per_worker, "batch_size": self.settings.batch_size,
                 "quota": getattr(self, "quota_report", {})}

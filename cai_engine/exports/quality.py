@@ -44,7 +44,7 @@ NEAR_SAMPLE = 5000
 NEAR_THRESHOLD = 0.7  # the near-duplicate threshold of cai_engine.workbench.textsim (prompt dedup)
 _PERMS = 64
 _BANDS = 16  # 16 bands x 4 rows: a pair at similarity 0.7 is proposed with probability ~0.99, at 0.5 ~0.64
-_MASK = (1 << 64) - 1
+_CHUNK = 256
 
 SFT_REASONS = ("other_settings", "failed", "truncated", "unchanged")
 PAIR_REASONS = ("other_settings", "failed", "truncated", "tie", "inconsistent", "low_confidence", "length_balance")
@@ -97,10 +97,13 @@ class DuplicateCounter:
         bands = _band_keys(signature)
         exact = bool((self._digests[:n] == np.uint64(digest)).any())
         if not exact and n:  # an exact duplicate is counted by the exact figure, not again here
-            candidates = np.flatnonzero((self._bands[:n] == bands).any(axis=1))
-            if candidates.size:
-                best = float((self._signatures[candidates] == signature).mean(axis=1).max())
-                self.near += best >= self.threshold
+            best = 0.0
+            for start in range(0, n, _CHUNK):  # bounded temporaries: (_CHUNK x 64) at a time
+                stop = min(n, start + _CHUNK)
+                candidates = start + np.flatnonzero((self._bands[start:stop] == bands).any(axis=1))
+                if candidates.size:
+                    best = max(best, float((self._signatures[candidates] == signature).mean(axis=1).max()))
+            self.near += best >= self.threshold
         self._digests[n], self._signatures[n], self._bands[n] = digest, signature, bands
         self._n += 1
 
@@ -124,8 +127,11 @@ def _signature(text: str) -> Any:
         _SALTS = _salts()
     xors, mults = _SALTS
     grams = np.array([_h64(g) for g in shingles(text)] or [0], dtype=np.uint64)
+    signature = np.full(_PERMS, np.iinfo(np.uint64).max, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        return ((grams[None, :] ^ xors) * mults).min(axis=1)
+        for start in range(0, len(grams), _CHUNK):  # a bounded (64 x _CHUNK) temporary, however long the text
+            np.minimum(signature, ((grams[None, start:start + _CHUNK] ^ xors) * mults).min(axis=1), out=signature)
+    return signature
 
 
 def _band_keys(signature: Any) -> Any:

@@ -79,6 +79,8 @@ class ReviseStage(_Strict):
     rounds: int | None = Field(None, ge=0, description="Critique->revise rounds (default: the constitution's).")
     principles_per_round: int | None = Field(None, ge=1, description="Principles per round (default: the constitution's).")
     few_shot: int | None = Field(None, ge=0, description="Few-shot examples prepended (default: all).")
+    keep_truncated: bool = Field(False, description=(
+        "Keep records whose answer depends on a generation that hit max_tokens in the SFT export (dropped and counted by default)."))
 
 
 class PairsStage(_Strict):
@@ -89,6 +91,7 @@ class PairsStage(_Strict):
     min_confidence: float = Field(0.6, ge=0.5, le=1, description=(
         "Drop pairs below this judge confidence in the export (0.5 keeps every decided pair; docs/data-quality.md)."))
     drop_inconsistent: bool = Field(True, description="Drop pairs judged differently in the two orders (false keeps them).")
+    keep_truncated: bool = Field(False, description="Keep pairs with a candidate that hit max_tokens in the exports (dropped by default).")
 
 
 class EvalStage(_Strict):

@@ -71,6 +71,21 @@ async def _records_stage(ctx: RunContext, description: str, engines: list[Engine
         return await run(on_record=progress.record, on_skip=progress.skip)
 
 
+def _stage_export(fields: str, export: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """An export of a run stage; when its filters leave nothing, the error names the run config's fields."""
+    from cai_engine.errors import CaiError
+    from cai_engine.exports.common import NothingToExport
+
+    try:
+        return export()
+    except NothingToExport:
+        raise
+    except CaiError as exc:
+        if "passed the filters" not in str(exc):
+            raise
+        raise CaiError(f"{str(exc).split('; ')[0]}; loosen {fields} in the run config (docs/data-quality.md)") from None
+
+
 async def stage_revise(ctx: RunContext) -> dict[str, Any]:
     from cai_engine.exports.sft import export_sft
     from cai_engine.pipelines.revise import ReviseSettings, run_revise
@@ -97,14 +112,15 @@ async def stage_revise(ctx: RunContext) -> dict[str, Any]:
             lambda **cb: run_revise(
                 iter_prompts(cfg.prompts.train, cfg.prompts.column, cfg.prompts.limit, **read),
                 engine=engine, settings=settings, out_path=out / "revisions.jsonl",
-                concurrency=cfg.generation.concurrency or cfg.models.policy.max_concurrency,
+                concurrency=engine.runner_concurrency(cfg.generation.concurrency),
                 executor=executor_for(cfg.ray), **cb,
             ),
         )
     finally:
         ctx.engine_stats["revise"] = engine.stats.model_dump()
         await engine.aclose()
-    figures = export_sft(out, out / "sft")  # drops truncated records and other settings' records, counted in quality.json
+    # Drops truncated records (unless revise.keep_truncated) and other settings' records, counted in quality.json.
+    figures = _stage_export("revise.keep_truncated", lambda: export_sft(out, out / "sft", keep_truncated=cfg.revise.keep_truncated))
     quality = figures["quality"]
     return {"records": out / "revisions.jsonl", "sft_export": out / "sft", "new": summary.done,
             "failed": figures["records_failed"], "rows": figures["rows_exported"],
@@ -153,7 +169,7 @@ async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
             total,
             lambda **cb: run_judge(
                 pairs, engine=judge, settings=settings, out_path=out / "pairs.jsonl",
-                concurrency=cfg.generation.concurrency or cfg.models.judge.max_concurrency, generator=generator,
+                concurrency=judge.runner_concurrency(cfg.generation.concurrency), generator=generator,
                 executor=executor_for(cfg.ray), **cb,
             ),
         )
@@ -163,9 +179,10 @@ async def stage_pairs(ctx: RunContext) -> dict[str, Any]:
             await engine.aclose()
     exports = {}
     for kind in ("dpo", "reward"):
-        figures = export_preference(
-            out, out / kind, kind=kind, min_confidence=cfg.pairs.min_confidence, drop_inconsistent=cfg.pairs.drop_inconsistent
-        )
+        figures = _stage_export("pairs.min_confidence / pairs.drop_inconsistent / pairs.keep_truncated", lambda: export_preference(
+            out, out / kind, kind=kind, min_confidence=cfg.pairs.min_confidence, drop_inconsistent=cfg.pairs.drop_inconsistent,
+            keep_truncated=cfg.pairs.keep_truncated,
+        ))
         exports[kind] = figures
     return {"records": out / "pairs.jsonl", "dpo_export": out / "dpo", "reward_export": out / "reward", "new": summary.done,
             "rows": exports["dpo"].get("rows_exported", exports["dpo"].get("rows")), "figures": exports["dpo"]}

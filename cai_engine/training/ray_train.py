@@ -41,9 +41,10 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
     config_cls, func = stage_parts(stage)
     config = config_cls.model_validate(loop_config["config"])
     result = func(config)
-    if is_main_process():
-        ray.train.report({"stage": stage, "model_dir": str(result.model_dir),
-                          **{k: v for k, v in (result.final_metrics or {}).items() if isinstance(v, (int, float))}})
+    # Every worker reports (it is a collective in Ray Train: one rank alone would wait forever);
+    # rank 0's metrics are the stage's, the others report the same keys.
+    metrics = {k: v for k, v in (result.final_metrics or {}).items() if isinstance(v, (int, float))}
+    ray.train.report({"rank0": int(is_main_process()), **metrics})
 
 
 def run_stage_on_ray(stage: str, config: Any, settings: RayTrainSettings) -> Any:

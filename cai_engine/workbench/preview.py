@@ -23,6 +23,7 @@ from rich.text import Text
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
 from cai_engine.errors import CaiError
+from cai_engine.exports.quality import DEFAULT_MIN_CONFIDENCE
 from cai_engine.pipelines.revise import ReviseSettings, record_id, revise_one
 from cai_engine.sources import PromptItem, as_dicts, conversation_key
 
@@ -65,12 +66,15 @@ async def _judge(item: PreviewItem, judge_engine: Engine, judge_settings: Any) -
     from cai_engine.pipelines.judge import judge_pair, pair_id
 
     rec = item.revision
+    from cai_engine.pipelines.revise import initial_truncated, is_truncated
+
     base = {"revision_id": rec["id"], "model": rec.get("model")}
     spec = conversation_spec(
         item.messages,
         origin={"kind": "revisions", "file": "preview", "revision_id": rec["id"]},
-        a=Candidate(rec["initial_response"], {**base, "kind": "initial"}),
-        b=Candidate(rec["final_response"], {**base, "kind": "revision", "rounds": len(rec.get("rounds", []))}),
+        a=Candidate(rec["initial_response"], {**base, "kind": "initial", "truncated": initial_truncated(rec)}),
+        b=Candidate(rec["final_response"], {**base, "kind": "revision", "rounds": len(rec.get("rounds", [])),
+                                            "truncated": is_truncated(rec)}),
     )
     item.pair = await judge_pair(spec, pair_id(spec, judge_settings, judge_engine.spec), judge_engine, judge_settings)
 
@@ -130,6 +134,14 @@ def p_revised(pair: dict[str, Any]) -> dict[str, float | None] | None:
     }
 
 
+def decision(pair: dict[str, Any]) -> str:
+    """The judge's pick as an export sees it: 'a', 'b', or 'tie' (a tie, or a pick within the confidence floor)."""
+    chosen = pair.get("chosen")
+    if chosen in ("a", "b") and (pair.get("confidence") or 0.0) >= DEFAULT_MIN_CONFIDENCE:
+        return chosen
+    return "tie"
+
+
 def _fmt(p: float | None) -> str:
     return "-" if p is None else f"{p:.2f}"
 
@@ -141,10 +153,14 @@ def judge_line(pair: dict[str, Any] | None) -> Text:
         return Text(f"judge failed: {pair.get('error', '?')}", style="red")
     probs = p_revised(pair)
     assert probs is not None
-    winner = {"a": "initial", "b": "revised", "tie": "tie"}[pair["chosen"]]
-    style = "green" if pair["chosen"] == "b" else "yellow" if pair["chosen"] == "tie" else "red"
+    pick = decision(pair)
+    style = "green" if pick == "b" else "yellow" if pick == "tie" else "red"
     text = Text("judge ", style="bold")
-    text.append(f"prefers {winner}", style=style)
+    if pick == "tie" and pair["chosen"] != "tie":
+        leaned = {"a": "initial", "b": "revised"}[pair["chosen"]]
+        text.append(f"tie (within the {DEFAULT_MIN_CONFIDENCE} confidence floor; leaned {leaned})", style=style)
+    else:
+        text.append(f"prefers {dict(a='initial', b='revised', tie='tie')[pick]}" if pick != "tie" else "tie", style=style)
     text.append(
         f"  P(revised better) = {_fmt(probs['p'])}  (revised shown second: {_fmt(probs['ab'])}, "
         f"revised shown first: {_fmt(probs['ba'])})  "
@@ -184,17 +200,26 @@ def render_item(item: PreviewItem, index: int, total: int, console: Console, *, 
         critiques.append(f"round {r['round']} · {r['principle_id']}: ", style="bold cyan")
         critiques.append(_clip(r["critique"], clip // 2) + "\n")
     lengths = Text(f"length {len(rec['initial_response'])} -> {len(rec['final_response'])} chars", style="dim")
+    steps = rec.get("truncated_steps") or []
+    if steps:
+        lengths.append(f"  TRUNCATED at the token limit: {', '.join(steps)} (dropped by `cai export`)", style="bold red")
     console.print(Panel(Group(context, table, critiques, judge_line(item.pair), lengths), title=title, title_align="left"))
 
 
 def summary_line(items: list[PreviewItem]) -> str:
     ok = [i for i in items if i.revision.get("status") == "ok"]
     parts = [f"{len(ok)}/{len(items)} revised"]
-    judged = [p_revised(i.pair) for i in ok if i.pair]
-    judged = [j for j in judged if j is not None]
+    pairs = [i.pair for i in ok if i.pair and i.pair.get("status") == "ok"]
+    judged = [j for j in (p_revised(p) for p in pairs) if j is not None]
     if judged:
-        wins = sum(1 for j in judged if (j["p"] or 0) > 0.5)
-        parts.append(f"judge prefers the revision in {wins}/{len(judged)} (mean P = {fmean(j['p'] or 0 for j in judged):.2f})")
+        wins = sum(decision(p) == "b" for p in pairs)  # a pick within the confidence floor is a tie, not a win
+        ties = sum(decision(p) == "tie" for p in pairs)
+        parts.append(f"judge prefers the revision in {wins}/{len(judged)}"
+                     + (f" ({ties} ties or within the {DEFAULT_MIN_CONFIDENCE} floor)" if ties else "")
+                     + f" (mean P = {fmean(j['p'] or 0 for j in judged):.2f})")
+    truncated = sum(bool(i.revision.get("truncated")) for i in ok)
+    if truncated:
+        parts.append(f"{truncated} truncated (an export drops them)")
     if ok:
         growth = fmean(len(i.revision["final_response"]) / max(1, len(i.revision["initial_response"])) for i in ok)
         parts.append(f"revisions are {growth:.2f}x the initial length on average")
