@@ -165,7 +165,7 @@ def _base_record(spec: PairSpec, rid: str, settings: JudgeSettings, judge_spec: 
         "origin": spec.origin,
         "candidates": candidates,
         "judge_model": judge_spec,
-        "constitution": {"name": settings.constitution.name, "version": settings.constitution.version, "hash": settings.constitution.hash},
+        "constitution": {"name": settings.constitution.name, "version": settings.constitution.version, "hash": settings.constitution_hash},
         "settings": settings.fingerprint(judge_spec),
     }
     record["truncated"] = pair_truncated(record)

@@ -176,7 +176,7 @@ async def revise_one(prompt: PromptLike, rid: str, engine: Engine, settings: Rev
         "prompt": user.content,
         "messages": _conversation(prompt),
         "system_prompt": constitution.system_prompt,
-        "constitution": {"name": constitution.name, "version": constitution.version, "hash": constitution.hash},
+        "constitution": {"name": constitution.name, "version": constitution.version, "hash": settings.constitution_hash},
         "model": engine.spec,
         "params": settings.params.model_dump(exclude={"seed"}),
         "seed": settings.seed,
@@ -234,7 +234,7 @@ def _revise_failure(item: PromptItem, settings: ReviseSettings, spec: str) -> di
         "prompt": item.text,
         "messages": as_dicts(item.messages),
         "model": spec,
-        "constitution": {"name": settings.constitution.name, "hash": settings.constitution.hash},
+        "constitution": {"name": settings.constitution.name, "hash": settings.constitution_hash},
     }
 
 

@@ -110,7 +110,9 @@ class RunConfig(_Strict):
     stages: list[str] = Field(description=f"Stages in order, from: {', '.join(STAGE_ORDER)}.")
     revise: ReviseStage = Field(default_factory=ReviseStage)
     pairs: PairsStage = Field(default_factory=PairsStage)
-    train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per training stage: fields of its config.")
+    train: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
+        "Per training stage: fields of its config; `ray: {workers, use_gpu, cpus_per_worker, address}` runs every "
+        "training stage under Ray Train."))
     eval: EvalStage = Field(default_factory=EvalStage)
     use_cache: bool = Field(True, description="Use the response cache for model calls.")
     max_cost_usd: float | None = Field(None, ge=0, description="Stop generation stages once this much is spent.")

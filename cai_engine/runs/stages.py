@@ -197,7 +197,14 @@ def _train(ctx: RunContext, stage: str, model: Path, dataset: Path, **wired: Any
         # The next stage (and eval) starts from this policy as a full checkpoint, so merge the adapter
         # unless the config says otherwise.
         fields.setdefault("merge", True)
-    result = run_stage(stage, load_stage_config(stage, None, **fields))
+    config = load_stage_config(stage, None, **fields)
+    ray = ctx.config.train.get("ray")
+    if ray:  # `train: {ray: {workers: 2, use_gpu: true}}`: every training stage under Ray Train
+        from cai_engine.training.ray_train import RayTrainSettings, run_stage_on_ray
+
+        result = run_stage_on_ray(stage, config, RayTrainSettings.model_validate(ray))
+    else:
+        result = run_stage(stage, config)
     return {"model_dir": result.model_dir, "metrics": result.metrics_path, "final_metrics": result.final_metrics, **result.extra}
 
 
