@@ -49,6 +49,7 @@ test-vllm:
 bench: install
 	$(BIN)/python benchmarks/local_batching.py
 	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/ray_overhead.py
 	test -x .venv-vllm/bin/python && .venv-vllm/bin/python benchmarks/vllm_throughput.py || echo "vllm benchmark skipped: run make test-vllm first"
 
 clean:

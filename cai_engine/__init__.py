@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        import cai_engine.api as api
+        from cai_engine.api import resolve
 
-        return getattr(api, name)
+        value = resolve(name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'cai_engine' has no attribute {name!r}")
 
 

@@ -17,7 +17,7 @@ from cai_engine.constitution import Constitution
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import latest_records
 from cai_engine.exports.preference import export_preference
-from cai_engine.exports.quality import DEFAULT_MIN_CONFIDENCE, DuplicateCounter
+from cai_engine.pipelines.quality import DEFAULT_MIN_CONFIDENCE, DuplicateCounter
 from cai_engine.exports.sft import export_sft
 from cai_engine.models.base import ChatRequest, ChatResponse, Choice, ModelConfig, SamplingParams
 from cai_engine.models.mock import MockModel

@@ -33,8 +33,16 @@ if TYPE_CHECKING:
     from cai_engine.api.revise import arevise, revise  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
+def resolve(name: str) -> Any:
+    """The public object ``name``, from its submodule (never the submodule itself: ``revise`` is both
+    a module and the function it defines, and importing the module binds the module's name here)."""
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'cai_engine.api' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"cai_engine.api.{module}"), name)
+    value = getattr(importlib.import_module(f"cai_engine.api.{module}"), name)
+    globals()[name] = value  # from now on the function, not the module of the same name
+    return value
+
+
+def __getattr__(name: str) -> Any:
+    return resolve(name)

@@ -34,7 +34,7 @@ def export_sft_command(
         cai export sft out/demo --out out/demo/sft
     """
     from cai_engine.cli.progress import console
-    from cai_engine.exports.quality import dropped_line
+    from cai_engine.pipelines.quality import dropped_line
     from cai_engine.exports.sft import export_sft
 
     figures = export_sft(source, out, with_system=with_system, drop_unchanged=drop_unchanged,

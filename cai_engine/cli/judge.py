@@ -143,7 +143,7 @@ def _export(kind: str, source: Path, out: Path, min_confidence: float, drop_inco
             all_settings: bool = False) -> None:
     from cai_engine.cli.progress import console
     from cai_engine.exports.preference import export_preference
-    from cai_engine.exports.quality import dropped_line
+    from cai_engine.pipelines.quality import dropped_line
 
     figures = export_preference(source, out, kind=kind, min_confidence=min_confidence,  # type: ignore[arg-type]
                                 drop_inconsistent=drop_inconsistent, length_balanced=length_balanced,

@@ -35,8 +35,7 @@ from cai_engine.engine.records import iter_latest
 from cai_engine.errors import CaiError
 from cai_engine.exports.common import LengthStats, NothingToExport, write_card, write_rows
 from cai_engine.exports.sft import resolve_records_file
-from cai_engine.pipelines.aggregate import LengthBalance, chosen_rejected, drop_reason, longer_won
-from cai_engine.pipelines.judge import pair_truncated
+from cai_engine.pipelines.aggregate import LengthBalance, chosen_rejected, longer_won
 from cai_engine.sources import as_dicts, from_record
 
 Kind = Literal["dpo", "reward"]
@@ -151,32 +150,33 @@ class _Selection:
 
     def __init__(self, kind: Kind, filters: dict[str, Any], current: Callable[[dict[str, Any]], bool],
                  keep_truncated: bool, balance: LengthBalance | None):
-        from cai_engine.exports.quality import PAIR_REASONS, Quality
+        from cai_engine.pipelines.quality import PAIR_REASONS, Quality
 
-        self.filters = filters
+        self.filters = {**filters, "keep_truncated": keep_truncated}
         self.current = current
-        self.keep_truncated = keep_truncated
         self.balance = balance
         self.ok = self.failed = 0
         self.constitutions: set[str] = set()
         self.judge_models: set[str] = set()
         self.system_prompts: set[str] = set()
-        self.dropped = dict.fromkeys(PAIR_REASONS, 0)
         self.all_pairs = PairFigures()
         self.exported = PairFigures()
-        self.quality = Quality(kind, PAIR_REASONS, {**filters, "keep_truncated": keep_truncated})
+        self.quality = Quality(kind, PAIR_REASONS, dict(self.filters))
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return self.quality.dropped_by
 
     def reason(self, record: dict[str, Any]) -> str | None:
         """Why ``record`` is left out (before the length balance), or None."""
-        if not self.current(record):
-            return "other_settings"
-        if record.get("status") == "ok" and not self.keep_truncated and pair_truncated(record):
-            return "truncated"
-        return drop_reason(record, **self.filters)
+        from cai_engine.pipelines.quality import pair_drop_reason
+
+        return pair_drop_reason(record, self.current(record), **self.filters)
 
     def keep(self, record: dict[str, Any]) -> bool:
+        from cai_engine.pipelines.quality import count_pair
+
         current = self.current(record)
-        self.quality.seen(record, truncated=record.get("status") == "ok" and pair_truncated(record), current=current)
         if current and record.get("status") == "ok":
             self.ok += 1
             self.constitutions.add(f"{record['constitution']['name']}@{record['constitution']['hash']}")
@@ -185,17 +185,9 @@ class _Selection:
             self.all_pairs.add(record)
         elif current:
             self.failed += 1
-        reason = self.reason(record)
-        if reason is None and self.balance is not None and not self.balance.keeps(record):
-            reason = "length_balance"
-        if reason is not None:
-            self.dropped[reason] += 1
-            self.quality.dropped(reason)
+        if not count_pair(self.quality, record, current, balance=self.balance, **self.filters):
             return False
         self.exported.add(record)
-        pair = chosen_rejected(record)
-        assert pair is not None  # ties were dropped
-        self.quality.kept(record, as_dicts(from_record(record)), pair[0], pair[1])
         return True
 
 
@@ -218,7 +210,8 @@ def export_preference(
     ``min_confidence`` (default :data:`~cai_engine.exports.quality.DEFAULT_MIN_CONFIDENCE`; 0.5 keeps
     every decided pair)."""
     from cai_engine.engine.outsettings import record_filter
-    from cai_engine.exports.quality import DEFAULT_MIN_CONFIDENCE, write_quality
+    from cai_engine.exports.common import write_quality
+    from cai_engine.pipelines.quality import DEFAULT_MIN_CONFIDENCE
 
     records_file = resolve_records_file(source, "pairs.jsonl")
     floor = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
@@ -242,7 +235,7 @@ def export_preference(
     except NothingToExport:
         if not selection.ok:
             raise
-        from cai_engine.exports.quality import dropped_line
+        from cai_engine.pipelines.quality import dropped_line
 
         raise CaiError(
             f"no pair of {records_file} passed the filters ({dropped_line(selection.quality.figures())}); "
@@ -258,7 +251,7 @@ def export_preference(
         "rows_exported": selection.exported.pairs,
         "filters": {**filters, "length_balanced": length_balanced, "keep_truncated": keep_truncated,
                     "all_settings": all_settings},
-        "dropped": selection.dropped,
+        "dropped": dict(selection.dropped),
         "all_pairs": selection.all_pairs.figures(),
         "exported_pairs": selection.exported.figures(),
         "system_prompt_note": ("prompt holds the prompt conversation (its own system message, context turns, the last "

@@ -121,43 +121,23 @@ class SftSelection:
 
     def __init__(self, current: Callable[[dict[str, Any]], bool], *, keep_truncated: bool = False,
                  drop_unchanged: bool = False, all_settings: bool = False):
-        from cai_engine.exports.quality import SFT_REASONS, Quality
+        from cai_engine.pipelines.quality import SFT_REASONS, Quality
 
         self.current = current
-        self.keep_truncated = keep_truncated
-        self.drop_unchanged = drop_unchanged
+        self.filters = {"keep_truncated": keep_truncated, "drop_unchanged": drop_unchanged}
         self.tally = SftFigures()
-        self.quality = Quality("sft", SFT_REASONS, {"keep_truncated": keep_truncated, "all_settings": all_settings,
-                                                    "drop_unchanged": drop_unchanged})
-
-    def reason(self, record: dict[str, Any]) -> str | None:
-        from cai_engine.pipelines.revise import is_truncated
-
-        if not self.current(record):
-            return "other_settings"
-        if record.get("status") != "ok":
-            return "failed"
-        if not self.keep_truncated and is_truncated(record):
-            return "truncated"
-        if self.drop_unchanged and _unchanged(record):
-            return "unchanged"
-        return None
+        self.quality = Quality("sft", SFT_REASONS, {**self.filters, "all_settings": all_settings})
 
     def keep(self, record: dict[str, Any]) -> bool:
         """Count ``record``; True when it becomes a row."""
-        from cai_engine.pipelines.revise import is_truncated
+        from cai_engine.pipelines.quality import count_revision
 
         current = self.current(record)
-        self.quality.seen(record, truncated=record.get("status") == "ok" and is_truncated(record), current=current)
         if current:
             self.tally.add(record)
-        reason = self.reason(record)
-        if reason is not None:
-            self.quality.dropped(reason)
-            return False
-        self.tally.rows += 1
-        self.quality.kept(record, from_record(record), record["final_response"])
-        return True
+        kept = count_revision(self.quality, record, current, **self.filters)
+        self.tally.rows += kept
+        return kept
 
 
 def export_sft(source: Path, out_dir: Path, *, with_system: bool = False, drop_unchanged: bool = False,
@@ -169,7 +149,8 @@ def export_sft(source: Path, out_dir: Path, *, with_system: bool = False, drop_u
     the token limit (``keep_truncated`` keeps them); with ``drop_unchanged`` the ones the revision
     left unchanged. Each drop is counted by reason in ``quality.json`` and the card."""
     from cai_engine.engine.outsettings import record_filter
-    from cai_engine.exports.quality import dropped_line, write_quality
+    from cai_engine.exports.common import write_quality
+    from cai_engine.pipelines.quality import dropped_line
 
     records_file = resolve_records_file(source, "revisions.jsonl")
     selection = SftSelection(record_filter(records_file, all_settings), keep_truncated=keep_truncated,

@@ -23,7 +23,7 @@ from rich.text import Text
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
 from cai_engine.errors import CaiError
-from cai_engine.exports.quality import DEFAULT_MIN_CONFIDENCE
+from cai_engine.pipelines.quality import DEFAULT_MIN_CONFIDENCE
 from cai_engine.pipelines.revise import ReviseSettings, record_id, revise_one
 from cai_engine.sources import PromptItem, as_dicts, conversation_key
 

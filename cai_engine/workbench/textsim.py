@@ -10,28 +10,13 @@ Hashes are from blake2b, not ``hash()``, so results are the same in every proces
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+from cai_engine.text_measures import normalize, shingles  # noqa: F401 (defined there, shared with the dataset report)
+
 _MERSENNE = (1 << 61) - 1
 _MAX64 = (1 << 64) - 1
-
-
-def normalize(text: str) -> str:
-    """Case-folded words joined by single spaces: what an exact duplicate is compared on."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(_WORD.findall(text))
-
-
-def shingles(text: str, n: int = 4) -> frozenset[str]:
-    """Character n-grams of the normalised text (the whole text if shorter than ``n``)."""
-    norm = normalize(text)
-    if len(norm) <= n:
-        return frozenset([norm]) if norm else frozenset()
-    return frozenset(norm[i : i + n] for i in range(len(norm) - n + 1))
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:

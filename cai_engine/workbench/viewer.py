@@ -10,7 +10,7 @@ every critique and revision, and the judge's verdicts side by side.
 A multi-turn prompt shows its context (every turn before the last user turn) above the prompt.
 A pair judged into its own folder finds its revision through the pair's ``origin.file``.
 
-The top of the page is the dataset report (:mod:`cai_engine.exports.quality`) of what a default
+The top of the page is the dataset report (:mod:`cai_engine.pipelines.quality`) of what a default
 export of these records would keep: rows kept/dropped by reason, truncation, consistency, ties,
 length bias, duplicates, refusals, principle draws. Text that hit the token limit is marked
 "truncated", and a pair the judge decided below the export's confidence floor is shown as a tie.
@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from cai_engine.engine.records import RecordIndex, iter_latest, read_jsonl, read_line_at
 from cai_engine.errors import CaiError
-from cai_engine.exports.quality import DEFAULT_MIN_CONFIDENCE
+from cai_engine.pipelines.quality import DEFAULT_MIN_CONFIDENCE
 
 TEMPLATE = ("data", "viewer", "viewer.html")
 
@@ -170,37 +170,47 @@ class _Sources:
         return None
 
 
-def quality_tallies(files: dict[str, Path]) -> tuple[Any, Any]:
-    """What a default export of these records would keep and drop (the page's dataset report):
-    ``cai export sft`` of the revisions, ``cai export dpo`` of the pairs (current settings only)."""
-    from cai_engine.engine.outsettings import record_filter
-    from cai_engine.exports.preference import _Selection
-    from cai_engine.exports.sft import SftSelection
+class ViewQuality:
+    """What a default export of the records shown would keep and drop (the page's dataset report):
+    ``cai export sft`` of the revisions, ``cai export dpo`` of the pairs, current settings only."""
 
-    def current(kind: str) -> Callable[[dict[str, Any]], bool]:
-        return record_filter(files[kind]) if kind in files else (lambda record: True)
+    def __init__(self, files: dict[str, Path]):
+        from cai_engine.engine.outsettings import record_filter
+        from cai_engine.pipelines.quality import PAIR_REASONS, SFT_REASONS, Quality
 
-    pairs = _Selection("dpo", {"min_confidence": DEFAULT_MIN_CONFIDENCE, "drop_inconsistent": True}, current("pairs"), False, None)
-    return SftSelection(current("revisions")), pairs
+        self._current = {kind: record_filter(path) for kind, path in files.items()}
+        self.sft = Quality("sft", SFT_REASONS, {"keep_truncated": False, "drop_unchanged": False, "all_settings": False})
+        self.pairs = Quality("dpo", PAIR_REASONS, {"min_confidence": DEFAULT_MIN_CONFIDENCE, "drop_inconsistent": True,
+                                                   "keep_truncated": False, "all_settings": False})
+
+    def revision(self, record: dict[str, Any]) -> None:
+        from cai_engine.pipelines.quality import count_revision
+
+        current = self._current.get("revisions")
+        count_revision(self.sft, record, current(record) if current else True)
+
+    def pair(self, record: dict[str, Any]) -> None:
+        from cai_engine.pipelines.quality import count_pair
+
+        current = self._current.get("pairs")
+        count_pair(self.pairs, record, current(record) if current else True)
+
+    def summary(self) -> dict[str, Any]:
+        """The report of each record kind shown (``sft``: revisions, ``pairs``), as in ``quality.json``."""
+        out: dict[str, Any] = {}
+        if self.sft.records:
+            out["sft"] = self.sft.figures()
+        if self.pairs.records:
+            out["pairs"] = self.pairs.figures()
+        return out
 
 
-def quality_summary(quality: tuple[Any, Any]) -> dict[str, Any]:
-    """The report of each record kind the page shows (``sft``: revisions, ``pairs``), as in ``quality.json``."""
-    sft, pairs = quality
-    out: dict[str, Any] = {}
-    if sft.quality.records:
-        out["sft"] = sft.quality.figures()
-    if pairs.quality.records:
-        out["pairs"] = pairs.quality.figures()
-    return out
-
-
-def iter_items(files: dict[str, Path], limit: int | None = None, quality: tuple[Any, Any] | None = None) -> Iterator[dict[str, Any]]:
+def iter_items(files: dict[str, Path], limit: int | None = None, quality: ViewQuality | None = None) -> Iterator[dict[str, Any]]:
     """One item per pair (with its revision when it came from one), then per unpaired revision.
 
     Revisions are looked up by id through the file's index, one line at a time; a pair judged from
-    a revise run in another folder finds its revision there (``origin.file``). ``quality``: the
-    (SFT, pairs) selections of :func:`quality_tallies`, fed every record shown.
+    a revise run in another folder finds its revision there (``origin.file``). ``quality`` is fed
+    every record shown.
     """
     revisions_file = files.get("revisions")
     sources = _Sources(revisions_file, files.get("pairs"))
@@ -217,9 +227,9 @@ def iter_items(files: dict[str, Path], limit: int | None = None, quality: tuple[
             if found is not None and not elsewhere:
                 used.add(found[1])
                 if quality is not None and rev is not None:
-                    quality[0].keep(rev)
+                    quality.revision(rev)
             if quality is not None:
-                quality[1].keep(rec)
+                quality.pair(rec)
             pair = _pair_view(rec)
             principles = list(dict.fromkeys([*pair["principles"], *(r["principle_id"] for r in (rev or {}).get("rounds", []))]))
             shown += 1
@@ -241,7 +251,7 @@ def iter_items(files: dict[str, Path], limit: int | None = None, quality: tuple[
         if limit is not None and shown >= limit:
             return
         if quality is not None:
-            quality[0].keep(rec)
+            quality.revision(rec)
         ok = rec.get("status") == "ok"
         view = _revision_view(rec) if ok else None
         shown += 1
@@ -355,7 +365,7 @@ def render_html(items: list[dict[str, Any]], *, title: str, summary: str, name: 
 def write_viewer(source: Path, out: Path | None = None, *, limit: int | None = None, title: str | None = None) -> tuple[Path, int]:
     """Build the page for ``source`` (dir or record file); returns (path written, records shown)."""
     files = find_files(source)
-    quality = quality_tallies(files)
+    quality = ViewQuality(files)
     items = iter_items(files, limit, quality)
     first = next(items, None)
     if first is None:
@@ -367,7 +377,7 @@ def write_viewer(source: Path, out: Path | None = None, *, limit: int | None = N
     try:
         with partial.open("w", encoding="utf-8") as fh:
             tally = _write_page(fh, _chain(first, items), title=title or f"cai view · {name}", name=name,
-                                summary=lambda t: _summary(t, files), quality=lambda: quality_summary(quality))
+                                summary=lambda t: _summary(t, files), quality=quality.summary)
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)

@@ -1,6 +1,9 @@
-"""The dataset report of an export (``quality.json``, the card's "Data quality" section, the top of ``cai view``).
+"""The dataset report of an export (``quality.json``, the card's "Data quality" section, the top of ``cai view``),
+and the filters that decide which records become rows.
 
-One :class:`Quality` tally is fed record by record while the export streams (memory stays flat):
+It sits beside :mod:`.aggregate` (whose filters it extends) so that the exports and the viewer
+share one definition. One :class:`Quality` tally is fed record by record while an export streams
+(memory stays flat):
 
 * ``rows``: records read, rows kept, rows dropped per reason (``other_settings``, ``failed``,
   ``truncated``, ``unchanged``, ``tie``, ``inconsistent``, ``low_confidence``, ``length_balance``).
@@ -9,7 +12,7 @@ One :class:`Quality` tally is fed record by record while the export streams (mem
   pairs and the kept ones; 0.5 = no length bias).
 * ``duplicates``: among the kept rows' prompts and targets (SFT: the final revision; preference:
   ``chosen``). *Exact*: the same text after case/space/punctuation normalisation
-  (:func:`cai_engine.workbench.textsim.normalize`), counted over every row from 8-byte hashes
+  (:func:`cai_engine.text_measures.normalize`), counted over every row from 8-byte hashes
   (sorted at the end, like the length medians). *Near*: character 4-gram MinHash signatures (64
   hashes, 512 bytes a text) of the first :data:`NEAR_SAMPLE` kept texts, a text being a near
   duplicate when its estimated Jaccard similarity to an earlier one is at least
@@ -18,7 +21,7 @@ One :class:`Quality` tally is fed record by record while the export streams (mem
 * ``degenerate_revisions`` (SFT): kept rows whose last revision is word for word its critique, or
   whose final answer is the initial answer.
 * ``refusal_rate``: kept targets (and rejected answers) that open with a refusal phrase of
-  :data:`cai_engine.evaluation.safety.REFUSAL_PATTERNS` (the eval's documented detector, first 300
+  :data:`cai_engine.text_measures.REFUSAL_PATTERNS` (the eval's documented detector, first 300
   characters; a heuristic).
 * ``principle_draws``: how often each principle was drawn over the ok records.
 """
@@ -32,13 +35,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from cai_engine.evaluation.safety import is_refusal
-from cai_engine.workbench.textsim import normalize, shingles
+from cai_engine.pipelines.aggregate import chosen_rejected, drop_reason, longer_won
+from cai_engine.pipelines.judge import pair_truncated
+from cai_engine.pipelines.revise import is_truncated
+from cai_engine.sources import as_dicts, from_record
+from cai_engine.text_measures import is_refusal, normalize, shingles
 
 #: Judge confidence below which a preference export drops a pair, and viewer/preview call it a tie.
-#: Why 0.6 (docs/data-quality.md): the judge-eval figures of small judges put almost all their
-#: wrong picks below it (the 0.5-0.6 calibration bin is at chance), while the CAI paper's clamp of
-#: chain-of-thought probabilities to 0.4-0.6 means 0.6 is the most a clamped judgment can say.
+#: Why 0.6 (docs/data-quality.md): in judge-eval of the embedded judge on the shipped labels, 34
+#: of 40 picks fell in the 0.5-0.6 calibration bin and were right 32% of the time (no better than a
+#: coin); and with the CAI paper's 0.4-0.6 clamp of chain-of-thought probabilities, 0.6 is the
+#: most a clamped judgment can say.
 DEFAULT_MIN_CONFIDENCE = 0.6
 NEAR_SAMPLE = 5000
 NEAR_THRESHOLD = 0.7  # the near-duplicate threshold of cai_engine.workbench.textsim (prompt dedup)
@@ -184,8 +191,6 @@ class Quality:
         self.ok += 1
         self.truncated += truncated
         if self.pairs:
-            from cai_engine.pipelines.aggregate import longer_won
-
             self.principle_draws.update(record.get("principles") or ())
             self.consistent += bool(record.get("consistent"))
             self.ties += record.get("chosen") not in ("a", "b")
@@ -207,8 +212,6 @@ class Quality:
         if rejected is not None:
             self.rejected_refusals += is_refusal(rejected)
         if self.pairs:
-            from cai_engine.pipelines.aggregate import longer_won
-
             won = longer_won(record)
             if won is not None:
                 self.longer_kept[won] += 1
@@ -242,47 +245,64 @@ class Quality:
         figures["refusal_rate"] = {"targets": _rate(self.refusals, self.kept_rows)}
         if self.pairs:
             figures["refusal_rate"]["rejected"] = _rate(self.rejected_refusals, self.kept_rows)
-        figures["refusal_patterns"] = "cai_engine.evaluation.safety.REFUSAL_PATTERNS (first 300 characters)"
+        figures["refusal_patterns"] = "cai_engine.text_measures.REFUSAL_PATTERNS (first 300 characters)"
         figures["principle_draws"] = dict(sorted(self.principle_draws.items()))
         return figures
 
 
+def sft_drop_reason(record: dict[str, Any], current: bool, *, keep_truncated: bool = False,
+                    drop_unchanged: bool = False) -> str | None:
+    """Why a revision record is not an SFT row (a key of ``SFT_REASONS``), or None."""
+    if not current:
+        return "other_settings"
+    if record.get("status") != "ok":
+        return "failed"
+    if not keep_truncated and is_truncated(record):
+        return "truncated"
+    if drop_unchanged and record["final_response"].strip() == record["initial_response"].strip():
+        return "unchanged"
+    return None
+
+
+def pair_drop_reason(record: dict[str, Any], current: bool, *, keep_truncated: bool = False,
+                     min_confidence: float = DEFAULT_MIN_CONFIDENCE, drop_inconsistent: bool = True) -> str | None:
+    """Why a pair record is not a preference row (a key of ``PAIR_REASONS``, before the length balance), or None."""
+    if not current:
+        return "other_settings"
+    if record.get("status") == "ok" and not keep_truncated and pair_truncated(record):
+        return "truncated"
+    return drop_reason(record, min_confidence=min_confidence, drop_inconsistent=drop_inconsistent)
+
+
+def count_revision(quality: Quality, record: dict[str, Any], current: bool, **filters: Any) -> bool:
+    """Count one revision record in ``quality``; True when it becomes a row (``filters``: of :func:`sft_drop_reason`)."""
+    quality.seen(record, truncated=record.get("status") == "ok" and is_truncated(record), current=current)
+    reason = sft_drop_reason(record, current, **filters)
+    if reason is not None:
+        quality.dropped(reason)
+        return False
+    quality.kept(record, from_record(record), record["final_response"])
+    return True
+
+
+def count_pair(quality: Quality, record: dict[str, Any], current: bool, *, balance: Any = None, **filters: Any) -> bool:
+    """Count one pair record in ``quality``; True when it becomes a row (``filters``: of :func:`pair_drop_reason`;
+    ``balance``: a :class:`~cai_engine.pipelines.aggregate.LengthBalance` or None)."""
+    quality.seen(record, truncated=record.get("status") == "ok" and pair_truncated(record), current=current)
+    reason = pair_drop_reason(record, current, **filters)
+    if reason is None and balance is not None and not balance.keeps(record):
+        reason = "length_balance"
+    if reason is not None:
+        quality.dropped(reason)
+        return False
+    pair = chosen_rejected(record)
+    assert pair is not None  # ties were dropped
+    quality.kept(record, as_dicts(from_record(record)), pair[0], pair[1])
+    return True
+
+
 def dropped_line(quality: dict[str, Any]) -> str:
-    """``kept 6, dropped 3 (truncated 1, tie 2)``: the one line an export prints."""
+    """``kept 6 of 9 records, dropped 3 (truncated 1, tie 2)``: the one line an export prints."""
     rows = quality["rows"]
     parts = [f"{reason} {n}" for reason, n in rows["dropped"].items() if n]
     return f"kept {rows['kept']} of {rows['records']} records, dropped {rows['dropped_total']}" + (f" ({', '.join(parts)})" if parts else "")
-
-
-def write_quality(out_dir: Path, quality: dict[str, Any]) -> None:
-    (out_dir / "quality.json").write_text(json.dumps(quality, indent=2, ensure_ascii=False))
-
-
-def render_quality(quality: dict[str, Any]) -> list[str]:
-    """The card's "Data quality" section (markdown lines)."""
-    rows = quality["rows"]
-    lines = ["## Data quality", "", "See `quality.json` (the same figures) and docs/data-quality.md for what each means.", "",
-             "| figure | value |", "|---|---|",
-             f"| records read | {rows['records']} ({rows['ok']} ok, {rows['failed']} failed) |",
-             f"| rows kept | {rows['kept']} |"]
-    for reason, n in rows["dropped"].items():
-        lines.append(f"| dropped: {reason} | {n} |")
-    lines.append(f"| truncation rate | {quality['truncation_rate']} |")
-    for key in ("position_consistency_rate", "tie_rate"):
-        if key in quality:
-            lines.append(f"| {key.replace('_', ' ')} | {quality[key]} |")
-    if "longer_wins_rate" in quality:
-        lw = quality["longer_wins_rate"]
-        lines.append(f"| longer-wins rate | all {lw['all']}, kept {lw['kept']} |")
-    dup = quality["duplicates"]
-    for what in ("prompts", "targets"):
-        d = dup[what]
-        lines.append(f"| duplicate {what} | exact {d['exact']}, near {d['near']} (of the first {d['near_checked']}) |")
-    if "degenerate_revisions" in quality:
-        deg = quality["degenerate_revisions"]
-        lines.append(f"| revision = its critique | {deg['revision_equals_critique']} |")
-        lines.append(f"| final = initial answer | {deg['final_equals_initial']} |")
-    lines.append(f"| refusal rate | {json.dumps(quality['refusal_rate'])} |")
-    lines.append(f"| principle draws | {json.dumps(quality['principle_draws'], ensure_ascii=False)} |")
-    lines.append(f"| filters | {json.dumps(quality['filters'])} |")
-    return [*lines, ""]
