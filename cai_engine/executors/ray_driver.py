@@ -118,14 +118,16 @@ class RayExecutor:
         if ledger is not None and ledger.max_cost_usd is not None:
             ledger.check(engines[0].spec)  # a budget spent by earlier runs sends nothing, as in one process
         started = connect(ray, self.settings)
-        run = _Run(ray, self, job, engines, store, ledger, concurrency)
+        run: _Run | None = None
         try:
+            run = _Run(ray, self, job, engines, store, ledger, concurrency)
             return await run.feed(items, record_id, Pending(store, run.summary, retry_failed=retry_failed, shard=shard,
                                                             on_skip=on_skip), on_record,
                                   session.stop if session is not None else None)
         finally:
-            await run.close()
-            self.report = run.report()
+            if run is not None:
+                await run.close()
+                self.report = run.report()
             if started:
                 ray.shutdown()
 
@@ -151,13 +153,13 @@ class _Run:
         self.service = ray.remote(QuotaService).options(
             num_cpus=0, name=f"{prefix}-quota", namespace=NAMESPACE).remote(
             metered, workers, None if max_cost is None else max_cost - spent_before)
-        session_cache = self._cache_path()
+        cache_path, cache_mock = self._cache()
         actor = ray.remote(Worker)
         self.actors = [
             actor.options(num_cpus=self.settings.num_cpus_per_worker, num_gpus=self.settings.num_gpus_per_worker,
                           max_restarts=-1, max_task_retries=0, name=f"{prefix}-worker-{i}", namespace=NAMESPACE).remote(
                 job, i, self.per_worker, f"{prefix}-quota", [c.spec for c in metered], max_cost, spent_before,
-                self._options(), session_cache, _worker_env(job))
+                self._options(), cache_path, cache_mock, _worker_env(job))
             for i in range(workers)
         ]
         self.load = [0] * workers  # items sent to each worker and not returned
@@ -174,14 +176,16 @@ class _Run:
                        "restarts": 0}
 
     @staticmethod
-    def _cache_path() -> str | None:
+    def _cache() -> tuple[str | None, bool]:
+        """The session's response cache file for the workers (None: no cache), and whether ``mock/``
+        models are cached too (as in :meth:`Session.engine`: only with an explicit cache path)."""
         from cai_engine.engine.cache import default_cache_path
         from cai_engine.engine.session import current_session
 
         session = current_session()
         if session is None or not session.use_cache:
-            return None
-        return str(session.cache_path or default_cache_path())
+            return None, False
+        return str(session.cache_path or default_cache_path()), session.cache_path is not None
 
     @staticmethod
     def _options() -> Any:

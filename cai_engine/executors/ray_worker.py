@@ -36,7 +36,7 @@ class Worker:
 
     def __init__(self, job: Job[Any], index: int, concurrency: int, service: str, metered: list[str],
                  max_cost_usd: float | None, spent_before: float, options: EngineOptions | None,
-                 cache_path: str | None, env: dict[str, str]):
+                 cache_path: str | None, cache_mock: bool, env: dict[str, str]):
         # The driver's CAI_HOME, offline switches and the models' key variables (an actor-level
         # runtime_env would do the same but keeps Ray from using its pre-started worker processes).
         os.environ.update(env)
@@ -45,7 +45,7 @@ class Worker:
         self.service_name, self.metered = service, set(metered)  # the QuotaService actor's name (a handle
         # among the constructor's arguments would keep Ray from restarting this actor safely)
         self.max_cost_usd, self.spent_before = max_cost_usd, spent_before
-        self.options, self.cache_path = options, cache_path
+        self.options, self.cache_path, self.cache_mock = options, cache_path, cache_mock
         self.engines: list[Engine] | None = None
         self.stopping = False
         self.fatal: BaseException | None = None
@@ -76,9 +76,10 @@ class Worker:
             self._cache = self._writer.call(ResponseCache, Path(self.cache_path))
         engines = []
         for config in self.job.models:
-            cacheable = self._cache is not None and config.provider != "mock"
+            cacheable = self._cache is not None and (config.provider != "mock" or self.cache_mock)
             engine = Engine(create_model(config), config, cache=self._cache if cacheable else None, ledger=self.ledger,
                             io=self._writer, options=self.options)
+            engine.runner_concurrency(self.concurrency)  # this worker's share raises a lower cap, as --concurrency does
             if config.spec in self.metered and engine.retry is not None:
                 engine.limits.share(QuotaShare(self.service, config.spec))
             engines.append(engine)
