@@ -41,7 +41,7 @@ def test_revise_on_the_embedded_model_prints_only_our_lines(tmp_path: Path) -> N
     assert "done 1 new" in result.stderr
     # The library's warning was not lost: it is in the command's log.
     assert "FutureWarning" in (out / "log.txt").read_text()
-    export = cai(tmp_path, "export", "sft", str(out), "--out", str(tmp_path / "sft"))
+    export = cai(tmp_path, "export", "sft", str(out), "--out", str(tmp_path / "sft"), "--keep-truncated")  # 4 tokens
     assert_quiet(export)
 
 
