@@ -223,7 +223,10 @@ def test_browser_filter_label_download_and_judge_eval(dataset: Path, tmp_path: P
     assert _colour_pixels(image, boxes["capital"], (0x1F, 0x8A, 0x4C)) > 300  # green "labelled" edge + consistent badge
     assert _colour_pixels(image, boxes["capital"], (0xFF, 0xFA, 0xF0)) > 5000  # the critique step
     assert _colour_pixels(image, boxes["capital_final"], (0xF0, 0xFB, 0xF4)) > 5000  # the final revision
-    assert _colour_pixels(image, boxes["capital_final"], (0xF6, 0xC4, 0x53)) > 300  # your pick: yellow ring on B
+    # your pick: the yellow ring on B is a 3px box-shadow, drawn just outside the element's box
+    ring = {"x": boxes["capital_final"]["x"] - 4, "y": boxes["capital_final"]["y"] - 4,
+            "width": boxes["capital_final"]["width"] + 8, "height": boxes["capital_final"]["height"] + 8}
+    assert _colour_pixels(image, ring, (0xF6, 0xC4, 0x53)) > 300
     assert _colour_pixels(image, boxes["capital_badge"], (0x1F, 0x8A, 0x4C)) > 30  # "consistent" badge
     assert _colour_pixels(image, boxes["second"], (0xF6, 0xC4, 0x53)) == 0  # an unlabelled record has no pick
     # The judge's verdicts with probabilities, in both orders.
