@@ -253,3 +253,25 @@ def test_browser_filter_label_download_and_judge_eval(dataset: Path, tmp_path: P
     report = json.loads((out / "judge_eval.json").read_text())
     assert report["pairs"] == 2 and report["judged"] == 2 and report["agreement"] == 0.5
     assert len(latest_records(out / "pairs.jsonl")) == 2
+
+
+def test_browser_pairs_in_their_own_folder_show_the_critique_chain_summary_and_legend(dataset: Path, tmp_path: Path) -> None:
+    """Pairs judged into another folder (as the README shows): the page follows each pair's source
+    revision, so the critique that produced the revised answer is on screen, under the data-quality
+    summary and the legend of the outlines."""
+    playwright_api = _browser_api()
+    pairs_only = tmp_path / "pairs-only"
+    pairs_only.mkdir()
+    shutil.copyfile(dataset / "pairs.jsonl", pairs_only / "pairs.jsonl")
+    page_path, _ = write_viewer(pairs_only, tmp_path / "pairs-view.html")
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(page_path.as_uri())
+        assert page.get_by_test_id("record").count() == len(TABLE)
+        first = page.get_by_test_id("record").first
+        assert first.get_by_test_id("initial").count() == 1 and first.get_by_test_id("final").count() == 1
+        assert "critique" in first.inner_text().lower()
+        assert page.get_by_test_id("legend").is_visible() and "judge" in page.get_by_test_id("legend").inner_text()
+        assert page.get_by_test_id("quality").inner_text().strip()
+        browser.close()
