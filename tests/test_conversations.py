@@ -342,7 +342,7 @@ async def test_eval_items_keep_their_conversation(tmp_path: Path) -> None:
     gen = GenSettings(params=SamplingParams(max_tokens=8), system_prompt=SYSTEM)
     fp = model_fingerprint(engine)
     assert generation_id(fp, plain, gen) == generation_id(fp, same, gen) != generation_id(fp, conversational, gen)
-    record = await generate_item(GenJob(engine, fp, conversational), "x", gen)
+    record = await generate_item(GenJob(0, engine.spec, fp, conversational), "x", engine, gen)
     assert [m.role for m in engine.model.calls[0].messages] == ["system", "user", "assistant", "user"]  # type: ignore[attr-defined]
     assert record["messages"][0]["content"] == "My dog ate something from the kitchen."
 

@@ -152,3 +152,17 @@ async def test_anthropic_input_and_output_token_limits_are_read_apart(monkeypatc
     assert set(limits.derived) == {"requests", "input_tokens", "output_tokens"}
     assert text.startswith("rpm ") and ("itpm" in text or "otpm" in text)
     assert provider.counts["quota:429"] == 0
+
+
+def test_ray_workers_usage_adds_up_on_the_driver_and_a_silent_worker_drops_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cai_engine.engine import limits as limits_module
+    from cai_engine.engine.limits import Limits
+
+    driver = Limits(ModelConfig(spec="openai/x", rpm=120))
+    driver.show_remote("w0", {"used": {"requests": 50.0}, "limits": {"requests": 120}})
+    driver.show_remote("w1", {"used": {"requests": 40.0}, "limits": {"requests": 120, "tokens": 2_000_000}})
+    assert driver.quota_text() == "rpm 90/120 tpm 0/2M"
+    now = limits_module.time.monotonic()
+    monkeypatch.setattr(limits_module.time, "monotonic", lambda: now + limits_module.REMOTE_TTL_S + 1)
+    driver.show_remote("w1", {"used": {"requests": 40.0}, "limits": {"requests": 120}})
+    assert driver.quota_text() == "rpm 40/120"  # w0 said nothing for longer than the TTL

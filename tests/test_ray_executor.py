@@ -159,14 +159,40 @@ def test_rpm_120_holds_across_two_workers_in_every_60s_window(tmp_path: Path) ->
     with running_provider() as provider:
         config = model_config(tmp_path, provider.openai_base, rpm=120, timeout_s=10)
         started = time.monotonic()
-        result = revise_on(config, tmp_path / "ray", prompts(n), concurrency=8, ray={"workers": 2, "batch_size": 4})
+        result = revise_on(config, tmp_path / "ray", prompts(n), concurrency=8, ray={"workers": 2, "batch_size": 4},
+                           progress=QuotaLine)
         elapsed = time.monotonic() - started
         times = sorted(provider.request_times)
     peak = max(sum(1 for t in times[i:] if t < start + 60.0) for i, start in enumerate(times))
-    print(f"\n{n} requests under rpm 120 on 2 workers in {elapsed:.1f} s; most in any 60 s window: {peak}")
+    print(f"\n{n} requests under rpm 120 on 2 workers in {elapsed:.1f} s; most in any 60 s window: {peak}; "
+          f"last progress quota: {QuotaLine.seen[-1]!r}")
     assert result.summary.done == n
+    # the driver's progress line shows the workers' use together against the one quota
+    shown = [int(t.split("/")[0].split()[-1].replace(",", "")) for t in QuotaLine.seen if t.endswith("/120")]
+    assert shown and max(shown) >= 60, QuotaLine.seen[-5:]
     assert peak <= 120 * 1.05
     assert peak >= 100  # the limit was the bottleneck, not something slower
+
+
+class QuotaLine:
+    """A progress factory that keeps what the progress line's quota part says at every record."""
+
+    seen: list[str] = []
+
+    def __init__(self, description: str, total: int | None, engines: list) -> None:
+        self.engines = engines
+
+    def __enter__(self) -> "QuotaLine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def record(self, record: dict) -> None:
+        QuotaLine.seen.append(" ".join(t for e in self.engines if (t := e.quota_text())))
+
+    def skip(self, n: int) -> None:
+        pass
 
 
 def test_max_cost_holds_across_workers_and_a_rerun_continues_from_the_ledger(tmp_path: Path) -> None:
@@ -216,6 +242,33 @@ def test_judge_on_ray_workers_equals_a_single_process_run(tmp_path: Path) -> Non
     assert on_ray.summary.done == single.summary.done == 24
     assert set(a) == set(b)
     assert all(a[k]["chosen"] == b[k]["chosen"] and a[k]["p_a_better"] == b[k]["p_a_better"] for k in a)
+
+
+def test_eval_on_ray_workers_equals_a_single_process_run(tmp_path: Path) -> None:
+    """All three phases of ``cai eval`` (answers of both models, win-rate pairs, harm classifications)
+    as Ray jobs: the same record ids and statuses and the same figures as in one process."""
+    from cai_engine.cli import main
+
+    with running_provider() as policy, running_judge(mode="faithful", good_word="echo:") as judge_server:
+        trained = model_config(tmp_path, policy.openai_base)
+        judge_config = tmp_path / "judge.yaml"
+        judge_config.write_text(yaml.safe_dump({"base_urls": [judge_server.openai_base], "timeout_s": 10}))
+        for name, extra in (("one", []), ("ray", ["--ray-workers", "2"])):
+            main(["eval", "-m", "openai/fake", "--model-config", str(trained), "-b", "mock/base",
+                  "-j", "openai/judge", "--judge-config", str(judge_config), "-o", str(tmp_path / name),
+                  "--limit", "5", "--max-tokens", "16", "--no-cache", "-k", "1", *extra])
+    for file in ("generations.jsonl", "winrate_pairs.jsonl", "classifications.jsonl"):
+        one = {r["id"]: r["status"] for r in lines(tmp_path / "one" / file)}
+        on_ray = {r["id"]: r["status"] for r in lines(tmp_path / "ray" / file)}
+        assert one and one == on_ray, file
+    a, b = (json.loads((tmp_path / name / "eval.json").read_text()) for name in ("one", "ray"))
+    for key in ("winrate", "sycophancy", "text"):
+        assert a[key] == b[key], key
+    assert a["safety"]["trained"] == b["safety"]["trained"] and a["winrate"]["wins"] > 0
+    runs = json.loads((tmp_path / "ray" / "manifest.json").read_text())["stages"]["eval"]["ray"]
+    assert len(runs) == 3 and all(r["workers"] == 2 for r in runs)  # answers, pairs, classifications
+    assert sum(sum(r["records_by_process"].values()) for r in runs) == sum(
+        len(lines(tmp_path / "ray" / f)) for f in ("generations.jsonl", "winrate_pairs.jsonl", "classifications.jsonl"))
 
 
 def test_cli_ray_flags_run_the_command_on_ray(tmp_path: Path) -> None:

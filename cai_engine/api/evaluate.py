@@ -1,6 +1,6 @@
 """``evaluate`` / ``aevaluate``: the trained model against its base under the judge.
 
-Keyword names are ``EvalConfig``'s fields (the CLI's options are derived from the same model);
+Keyword names are ``EvalConfig``'s fields (``cai eval``'s options are derived from the same model);
 ``config=`` takes a whole :class:`~cai_engine.evaluation.config.EvalConfig` or dict instead.
 """
 
@@ -29,24 +29,41 @@ def eval_config(config: Any = None, **fields: Any) -> Any:
         raise ConfigError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
 
 
-def evaluate(out: Path | str, config: Any = None, *, progress: ProgressOption = True, **fields: Any) -> Any:
+async def _evaluate_body(cfg: Any, out_dir: Path, progress: ProgressOption, ray: Any) -> Any:
+    """The evaluation and its manifest entry (settings, engines, the Ray runs, wall time)."""
+    import time
+
+    from cai_engine.evaluation.runner import evaluate_async
+    from cai_engine.executors import executor_for
+    from cai_engine.manifest import write_manifest
+
+    executor = executor_for(ray)
+    started = time.perf_counter()
+    report = await evaluate_async(cfg, out_dir, progress=resolve_progress(progress), executor=executor)
+    write_manifest(out_dir, "eval", {"config": cfg.model_dump(mode="json"), "engines": report.engines,
+                                     **({"ray": executor.reports} if executor is not None else {}),
+                                     "wall_s": round(time.perf_counter() - started, 2)})
+    return report
+
+
+def evaluate(out: Path | str, config: Any = None, *, progress: ProgressOption = True, ray: Any = None, **fields: Any) -> Any:
     """Run (or resume) the evaluation into ``out``; returns the :class:`EvalReport` (also ``OUT/eval.json``).
+
+    ``ray``: answer and judge on Ray workers (True, a dict of
+    :class:`~cai_engine.executors.settings.RaySettings` fields, or one), as for :func:`revise`.
 
     Example: ``evaluate("out/eval", model="local/runs/demo/dpo/model", base_model="local/smollm2", limit=20)``.
     """
-    from cai_engine.evaluation.runner import evaluate_async
-
     cfg = eval_config(config, **fields)
     out_dir = Path(out)
-    return run_sync("evaluate", lambda _s: evaluate_async(cfg, out_dir, progress=resolve_progress(progress)),
+    return run_sync("evaluate", lambda _s: _evaluate_body(cfg, out_dir, progress, ray),
                     out_dir=out_dir, max_cost_usd=cfg.max_cost_usd, use_cache=cfg.use_cache)
 
 
-async def aevaluate(out: Path | str, config: Any = None, *, progress: ProgressOption = True, **fields: Any) -> Any:
+async def aevaluate(out: Path | str, config: Any = None, *, progress: ProgressOption = True, ray: Any = None,
+                    **fields: Any) -> Any:
     """:func:`evaluate` inside a running event loop (``await cai_engine.aevaluate(...)``)."""
-    from cai_engine.evaluation.runner import evaluate_async
-
     cfg = eval_config(config, **fields)
     out_dir = Path(out)
-    return await run_async(lambda _s: evaluate_async(cfg, out_dir, progress=resolve_progress(progress)),
+    return await run_async(lambda _s: _evaluate_body(cfg, out_dir, progress, ray),
                            out_dir=out_dir, max_cost_usd=cfg.max_cost_usd, use_cache=cfg.use_cache)

@@ -2,43 +2,36 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from cai_engine.cli import options as opt
+from cai_engine.cli.model_options import options_from_model
+from cai_engine.evaluation.config import EvalConfig
 
-SetFile = Optional[Path]
+#: Options whose spelling is not ``--field-name``: short flags, and the names the command had before
+#: its options were derived from ``EvalConfig`` (kept so existing scripts keep working).
+OPTION_NAMES: dict[str, tuple[str, ...]] = {
+    "model": ("--model", "-m"), "base_model": ("--base-model", "-b"), "judge_model": ("--judge-model", "-j"),
+    "constitution": ("--constitution", "-c"), "model_config_file": ("--model-config",),
+    "base_model_config_file": ("--base-config",), "judge_config_file": ("--judge-config",),
+    "benign_risky": ("--benign",), "principles_per_judgment": ("--principles-per-judgment", "-k"),
+    "max_cost_usd": ("--max-cost",), "use_cache": ("--cache/--no-cache",),
+}
 
 
 def eval_command(
-    model: Annotated[str, typer.Option("--model", "-m", help="Trained model spec, e.g. local/runs/demo/dpo/model.")],
-    base_model: Annotated[str, typer.Option("--base-model", "-b", help="The base it was trained from, e.g. local/smollm2.")],
+    *,
     out: opt.OutDir,
-    judge_model: Annotated[str, typer.Option("--judge-model", "-j", help="Judge for win rate and harm classification.")] = "local/smollm2",
-    constitution: opt.ConstitutionOpt = "general",
-    model_config: Annotated[Optional[Path], typer.Option("--model-config", help="YAML of ModelConfig fields for the trained model.")] = None,
-    base_config: Annotated[Optional[Path], typer.Option("--base-config", help="YAML of ModelConfig fields for the base model.")] = None,
-    judge_config: Annotated[Optional[Path], typer.Option("--judge-config", help="YAML of ModelConfig fields for the judge.")] = None,
-    heldout: Annotated[SetFile, typer.Option("--heldout", help="Held-out prompts JSONL (prompt); default: shipped set.")] = None,
-    redteam: Annotated[SetFile, typer.Option("--redteam", help="Red-team prompts JSONL (prompt, category); default: shipped set.")] = None,
-    benign: Annotated[SetFile, typer.Option("--benign", help="Benign-but-risky prompts JSONL (prompt, category); default: shipped.")] = None,
-    sycophancy: Annotated[SetFile, typer.Option("--sycophancy", help="Probes JSONL (prompt, answer, pushback, aliases?); default: shipped.")] = None,
-    metrics: Annotated[str, typer.Option("--metrics", help="Comma-separated subset of winrate,safety,sycophancy,text.")] = "winrate,safety,sycophancy,text",
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N prompts of each set.")] = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Max tokens per answer (both models).")] = 256,
-    temperature: Annotated[float, typer.Option("--temperature", min=0, max=2, help="Sampling temperature of both models (0 = greedy).")] = 0.0,
-    seed: opt.SeedOpt = 0,
-    system_prompt: Annotated[bool, typer.Option("--system-prompt", help="Give both models the constitution's system prompt.")] = False,
-    principles_per_judgment: Annotated[Optional[int], typer.Option("--principles-per-judgment", "-k", min=1, help="Principles per win-rate pair.")] = None,
-    cot: Annotated[bool, typer.Option("--cot", help="Win-rate judge reasons before its verdict.")] = False,
-    no_logprobs: Annotated[bool, typer.Option("--no-logprobs", help="Never ask the judge for logprobs; parse its replies.")] = False,
-    judge_refusals: Annotated[bool, typer.Option("--judge-refusals", help="Also let the judge classify refusals.")] = False,
-    concurrency: opt.ConcurrencyOpt = None,
-    retry_failed: opt.RetryFailedOpt = False,
-    no_cache: opt.NoCacheOpt = False,
-    max_cost: opt.MaxCostOpt = None,
+    config_file: Annotated[Optional[Path], typer.Option(
+        "--config", help="YAML of EvalConfig fields (the eval section of a run YAML has the same schema); options given here win.")] = None,
+    ray: opt.RayOpt = False,
+    ray_address: opt.RayAddressOpt = None,
+    ray_workers: opt.RayWorkersOpt = None,
+    **fields: Any,
 ) -> None:
     """Compare a trained model with its base: win rate under the judge (both orders, bootstrap 95% CI),
     harmful-answer and refusal rates on red-team prompts, over-refusal on benign prompts that sound
@@ -47,42 +40,56 @@ def eval_command(
     Writes OUT/eval.json plus the raw records (generations.jsonl, winrate_pairs.jsonl,
     classifications.jsonl); rerunning the same command resumes.
 
+    Every option but --out, --config and --ray* is a field of EvalConfig, as are evaluate()'s keywords.
+
     Example:
 
         cai eval --model local/runs/demo/dpo/model --base-model local/smollm2 --judge-model local/smollm2 -c general -o runs/demo/eval --limit 4
     """
-    import time
-
-    from pydantic import ValidationError
-
-    from cai_engine.cli.progress import RunProgress, console
-    from cai_engine.errors import ConfigError
-    from cai_engine.evaluation.config import METRICS, EvalConfig
     from cai_engine.api.evaluate import evaluate
-    from cai_engine.manifest import write_manifest
+    from cai_engine.cli.progress import RunProgress, console
 
-    chosen = [m.strip() for m in metrics.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in METRICS]
-    if unknown or not chosen:
-        raise ConfigError(f"--metrics {metrics!r}: use a comma-separated subset of {','.join(METRICS)}")
-    try:
-        config = EvalConfig(
-            model=model, base_model=base_model, judge_model=judge_model, constitution=constitution,
-            model_config_file=model_config, base_model_config_file=base_config, judge_config_file=judge_config,
-            heldout=heldout, redteam=redteam, benign_risky=benign, sycophancy=sycophancy, metrics=chosen, limit=limit,
-            max_tokens=max_tokens, temperature=temperature, seed=seed, system_prompt=system_prompt,
-            principles_per_judgment=principles_per_judgment, cot=cot, logprobs=not no_logprobs, judge_refusals=judge_refusals,
-            concurrency=concurrency, use_cache=not no_cache, max_cost_usd=max_cost, retry_failed=retry_failed,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
-    started = time.perf_counter()
-    report = evaluate(out, config, progress=RunProgress)
-    write_manifest(out, "eval", {"config": config.model_dump(mode="json"), "engines": report.engines,
-                                 "wall_s": round(time.perf_counter() - started, 2)})
+    config = eval_config_from_cli(config_file, fields)
+    report = evaluate(out, config, progress=RunProgress, ray=opt.ray_choice(ray, ray_address, ray_workers))
     _print_summary(report)
     console.print(f"[green]wrote[/green] {out / 'eval.json'}")
+
+
+# The derived options: typer reads the signature, so the fields of EvalConfig become options here.
+_own = [p for p in inspect.signature(eval_command, eval_str=True).parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD]
+eval_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    _own + options_from_model(EvalConfig, names=OPTION_NAMES))
+
+
+def eval_config_from_cli(config_file: Path | None, values: dict[str, Any]) -> EvalConfig:
+    """The EvalConfig of ``--config FILE`` plus the options typed; errors in one line naming the
+    option (or the file and line) that is wrong."""
+    from pydantic import ValidationError
+
+    from cai_engine.cli.model_options import flag_of, given_fields
+    from cai_engine.errors import ConfigError
+    from cai_engine.evaluation.config import METRICS
+    from cai_engine.yamlfile import read_mapping, validation_error
+
+    given = given_fields(EvalConfig, values)
+    if "metrics" in given:
+        unknown = [m for m in given["metrics"] if m not in METRICS]
+        if unknown or not given["metrics"]:
+            raise ConfigError(f"--metrics {values['metrics']!r}: use a comma-separated subset of {','.join(METRICS)}")
+    doc = read_mapping(config_file, "eval config") if config_file is not None else None
+    data = {**(doc.data if doc is not None else {}), **given}
+    try:
+        return EvalConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        if first["type"] == "missing":
+            raise ConfigError(f"{flag_of(field, OPTION_NAMES)} is required"
+                              + (f" (or `{field}:` in {config_file})" if config_file else "")) from None
+        if field in given or doc is None:
+            raise ConfigError(f"{flag_of(field, OPTION_NAMES)}: {first['msg']}") from None
+        raise validation_error(exc, doc) from None
 
 
 def _fmt(value: Any, ci: Any = None) -> str:

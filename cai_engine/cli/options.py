@@ -50,7 +50,7 @@ PushToHubOpt = Annotated[Optional[str], typer.Option(
     "--push-to-hub", help="Also push the export (with its card) to this Hub dataset repo, ORG/NAME.")]
 PrivateOpt = Annotated[bool, typer.Option("--private", help="Create the --push-to-hub repo as private.")]
 RayOpt = Annotated[bool, typer.Option(
-    "--ray", help="Run the items on Ray workers; only this process writes OUT (pip install 'cai-engine[ray]'; docs/scaling.md).")]
+    "--ray", help="Run the items on Ray workers; only this process writes OUT (pip install 'cai-engine\\[ray]'; docs/scaling.md).")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(
     "--ray-address", help="Ray cluster to join (auto, ray://HOST:10001); default $RAY_ADDRESS, else a local Ray. Implies --ray.")]
 RayWorkersOpt = Annotated[Optional[int], typer.Option(

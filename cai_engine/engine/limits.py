@@ -34,7 +34,7 @@ import math
 import time
 import weakref
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Protocol
 
 from cai_engine.models.base import ChatRequest, ModelConfig, Usage
 from cai_engine.models.ratelimits import ADAPTIVE_CEILING, QuotaReading
@@ -50,6 +50,8 @@ ADAPTIVE_START = 16
 _MIN_RATE_FACTOR = 0.1
 _CUT = 0.7
 _RECOVER_PER_S = 0.05
+#: How long a Ray worker's usage snapshot counts on its driver's progress line without a newer one.
+REMOTE_TTL_S = 30.0
 _LABELS = {"requests": "rpm", "tokens": "tpm", "input_tokens": "itpm", "output_tokens": "otpm"}
 
 
@@ -240,6 +242,7 @@ class Limits:
         self.latency_s: float | None = None
         self._avg_tokens = {"tokens": 0.0, "input_tokens": 0.0, "output_tokens": 0.0}
         self._windows = {name: _Window() for name in _LABELS}
+        self._remote: dict[str, tuple[float, dict[str, Any]]] = {}  # Ray worker -> (received, usage_snapshot())
         self.paused_until = 0.0
         self.readings = 0
         self.refused = 0
@@ -406,19 +409,38 @@ class Limits:
     def in_flight(self) -> int:
         return self.concurrency.in_flight
 
-    def quota_text(self) -> str:
-        """The quota in use, e.g. ``rpm 2,940/3,000 tpm 410k/2M`` ('' when no limit is known)."""
+    def usage_snapshot(self) -> dict[str, Any]:
+        """This process's per-minute use and the limits it knows: what a Ray worker sends its
+        driver, whose progress line shows the use of all workers together (:meth:`show_remote`)."""
         now = time.monotonic()
-        limits = {**self.quota, **self.user_limits}
+        return {"used": {name: w.per_minute(now) for name, w in self._windows.items()},
+                "limits": {**self.quota, **self.user_limits}}
+
+    def show_remote(self, source: str, snapshot: dict[str, Any]) -> None:
+        """Count ``source``'s :meth:`usage_snapshot` in :meth:`quota_text` (until it is
+        ``REMOTE_TTL_S`` old: a worker that died or went quiet drops out)."""
+        self._remote[source] = (time.monotonic(), snapshot)
+
+    def quota_text(self) -> str:
+        """The quota in use, e.g. ``rpm 2,940/3,000 tpm 410k/2M`` ('' when no limit is known); with
+        Ray workers, their use summed and the largest limit any of them read."""
+        now = time.monotonic()
+        used = {name: w.per_minute(now) for name, w in self._windows.items()}
+        limits: dict[str, float] = {**self.quota, **self.user_limits}
+        for received, snapshot in self._remote.values():
+            if now - received > REMOTE_TTL_S:
+                continue
+            for name, value in snapshot["used"].items():
+                used[name] = used.get(name, 0.0) + value
+            for name, value in snapshot["limits"].items():
+                limits[name] = max(limits.get(name, 0), value)
         parts = []
         if "requests" in limits:
-            used = self._windows["requests"].per_minute(now)
-            parts.append(f"rpm {used:,.0f}/{limits['requests']:,}")
+            parts.append(f"rpm {used.get('requests', 0.0):,.0f}/{limits['requests']:,.0f}")
         token_names = [n for n in ("tokens", "input_tokens", "output_tokens") if n in limits]
         if token_names:
-            usage = {n: self._windows[n].per_minute(now) for n in token_names}
-            name = max(token_names, key=lambda n: usage[n] / limits[n])
-            parts.append(f"{_LABELS[name]} {_compact(usage[name])}/{_compact(limits[name])}")
+            name = max(token_names, key=lambda n: used.get(n, 0.0) / limits[n])
+            parts.append(f"{_LABELS[name]} {_compact(used.get(name, 0.0))}/{_compact(limits[name])}")
         return " ".join(parts)
 
 

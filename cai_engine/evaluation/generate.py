@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
@@ -47,9 +47,11 @@ class GenSettings:
 
 @dataclass(frozen=True)
 class GenJob:
-    """One model answering one item."""
+    """One model answering one item: ``model`` is the model's place in the job's engine list (plain
+    data, so the item can travel to a Ray worker, which holds its own engines)."""
 
-    engine: Engine
+    model: int
+    spec: str
     fingerprint: dict[str, Any]
     item: EvalItem
 
@@ -66,7 +68,7 @@ def base_record(job: GenJob, settings: GenSettings) -> dict[str, Any]:
     item = job.item
     record: dict[str, Any] = {
         "version": RECORD_VERSION, "set": item.set, "index": item.index, "prompt": item.prompt,
-        "model": job.engine.spec, "model_fingerprint": job.fingerprint,
+        "model": job.spec, "model_fingerprint": job.fingerprint,
         "params": settings.item_params(item).model_dump(mode="json"), "system_prompt": settings.system_prompt,
     }
     if item.messages:
@@ -84,8 +86,13 @@ async def _turn(engine: Engine, messages: list[Message], params: SamplingParams)
     return (choice.text.strip() if choice else ""), (choice.finish_reason if choice else None), response.usage
 
 
-async def generate_item(job: GenJob, rid: str, settings: GenSettings) -> dict[str, Any]:
-    """Answer one item (and, for a sycophancy probe, answer the pushback too); its record."""
+def generation_worker(engines: list[Engine], settings: GenSettings) -> Callable[[GenJob, str], Awaitable[dict[str, Any]]]:
+    """The per-item function of the answers phase over the job's engines (a ``Job.setup``)."""
+    return lambda job, rid: generate_item(job, rid, engines[job.model], settings)
+
+
+async def generate_item(job: GenJob, rid: str, engine: Engine, settings: GenSettings) -> dict[str, Any]:
+    """Answer one item with ``engine`` (and, for a sycophancy probe, answer the pushback too); its record."""
     started = time.perf_counter()
     item = job.item
     params = settings.item_params(item)
@@ -93,12 +100,12 @@ async def generate_item(job: GenJob, rid: str, settings: GenSettings) -> dict[st
     system = combined_system(settings.system_prompt, own_system)
     messages = [Message(role="system", content=system)] if system else []
     messages += [Message(role=t["role"], content=t["content"]) for t in turns]  # type: ignore[arg-type]
-    text, finish, usage = await _turn(job.engine, messages, params)
+    text, finish, usage = await _turn(engine, messages, params)
     record = {**base_record(job, settings), "id": rid, "status": "ok", "text": text, "finish_reason": finish}
     if item.set == "sycophancy":
         assert item.pushback is not None
         follow_up = [*messages, Message(role="assistant", content=text), Message(role="user", content=item.pushback)]
-        second, second_finish, second_usage = await _turn(job.engine, follow_up, params)
+        second, second_finish, second_usage = await _turn(engine, follow_up, params)
         usage = usage + second_usage
         record.update({"second_text": second, "second_finish_reason": second_finish})
     record["usage"] = usage.model_dump()

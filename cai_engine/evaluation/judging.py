@@ -8,7 +8,7 @@ model and the base are classified once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
@@ -35,6 +35,12 @@ def classify_base(job: ClassifyJob, judge_spec: str) -> dict[str, Any]:
     g = job.generation
     return {"kind": job.kind, "set": g["set"], "index": g["index"], "category": g.get("category"), "prompt": g["prompt"],
             "response": g["text"], "answer_model": g["model"], "generation_id": g["id"], "judge_model": judge_spec}
+
+
+def classification_worker(engines: list[Engine], settings: ClassifySettings
+                          ) -> Callable[[ClassifyJob, str], Awaitable[dict[str, Any]]]:
+    """The per-item function of the classifications over the job's one engine, the judge (a ``Job.setup``)."""
+    return lambda job, rid: classify_item(job, rid, engines[0], settings)
 
 
 async def classify_item(job: ClassifyJob, rid: str, engine: Engine, settings: ClassifySettings) -> dict[str, Any]:

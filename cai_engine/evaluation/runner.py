@@ -16,6 +16,7 @@ so stale records of an older model or setting in the same dir are ignored) and w
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +27,16 @@ from cai_engine.constitution import Constitution, load_constitution
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.progress import ProgressFactory, no_progress
 from cai_engine.engine.session import open_store
-from cai_engine.engine.runner import run_items
 from cai_engine.errors import ConfigError
 from cai_engine.evaluation import length_diversity, safety, sycophancy, winrate
 from cai_engine.evaluation.config import EvalConfig
-from cai_engine.evaluation.generate import GenJob, GenSettings, base_record, generate_item, generation_id, model_fingerprint
-from cai_engine.evaluation.judging import ClassifyJob, classification_id, classify_base, classify_item, classify_settings
+from cai_engine.evaluation.generate import GenJob, GenSettings, base_record, generation_id, generation_worker, model_fingerprint
+from cai_engine.evaluation.judging import ClassifyJob, classification_id, classification_worker, classify_base, classify_settings
+from cai_engine.executors.job import Executor, Job, LocalExecutor
 from cai_engine.evaluation.report import EvalReport
 from cai_engine.evaluation.sets import EvalItem, load_set, shipped_path
 from cai_engine.models.base import ModelConfig, SamplingParams
-from cai_engine.pipelines.judge import JudgeSettings, judge_pair, pair_id
+from cai_engine.pipelines.judge import JudgeSettings, judge_job, pair_id
 
 ROLES = ("trained", "base")
 FILES = {"generations": "generations.jsonl", "pairs": "winrate_pairs.jsonl", "classifications": "classifications.jsonl",
@@ -134,11 +135,15 @@ def _unique(jobs: list[Any], key: Callable[[Any], str]) -> list[Any]:
 
 
 async def evaluate_async(
-    config: EvalConfig, out_dir: Path, *, engines: EvalEngines | None = None, progress: ProgressFactory | None = None
+    config: EvalConfig, out_dir: Path, *, engines: EvalEngines | None = None, progress: ProgressFactory | None = None,
+    executor: Executor | None = None,
 ) -> EvalReport:
     """Run (or resume) the evaluation into ``out_dir`` and return its report (also in ``eval.json``).
 
     Engines passed in are left open for the caller; engines built here are closed before returning.
+    ``executor``: where the answers and judgments run (default: here; a
+    :class:`~cai_engine.executors.ray_driver.RayExecutor` runs them on Ray workers, each phase a job
+    whose records come back to this process, which alone writes OUT).
     """
     started = time.perf_counter()
     if not config.metrics:
@@ -150,71 +155,85 @@ async def evaluate_async(
     engines = engines or build_engines(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress = progress or no_progress
+    executor = executor or LocalExecutor()
     try:
-        gen = GenSettings(
-            params=SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p),
-            system_prompt=constitution.system_prompt if config.system_prompt else None, seed=config.seed,
-        )
-        fps = {role: model_fingerprint(getattr(engines, role)) for role in ROLES}
-        judge_fp = model_fingerprint(engines.judge)
-        jobs = _unique([GenJob(getattr(engines, role), fps[role], item) for role in ROLES for items in sets.values() for item in items],
-                       lambda j: generation_id(j.fingerprint, j.item, gen))
-        concurrency = config.concurrency or sum(e.suggested_concurrency for e in engines.distinct())
-        with open_store(out_dir / FILES["generations"]) as store, progress("eval: answers", len(jobs), engines.distinct()) as bar:
-            await run_items(
-                jobs, record_id=lambda j: generation_id(j.fingerprint, j.item, gen),
-                worker=lambda j, rid: generate_item(j, rid, gen), store=store, concurrency=concurrency,
-                retry_failed=config.retry_failed, failure_base=lambda j: base_record(j, gen),
-                on_record=bar.record, on_skip=bar.skip,
-            )
-            generations = {
-                role: {name: [store.get(generation_id(fps[role], item, gen)) for item in items] for name, items in sets.items()}
-                for role in ROLES
-            }
-        ok = {role: {name: [r for r in recs if r and r.get("status") == "ok"] for name, recs in by_set.items()}
-              for role, by_set in generations.items()}
-        failures = sum(1 for by_set in generations.values() for recs in by_set.values() for r in recs if not r or r.get("status") != "ok")
-
-        # ---- phase 2: the judge ---------------------------------------------------------------
-        pairs = []
-        if "winrate" in config.metrics:
-            trained_by_index = {r["index"]: r for r in ok["trained"]["heldout"]}
-            pairs = [winrate.pair_spec(trained_by_index[b["index"]], b) for b in ok["base"]["heldout"] if b["index"] in trained_by_index]
-        kinds = []
-        if "safety" in config.metrics:
-            kinds = [("harm", "redteam")] + ([("refusal", "redteam"), ("refusal", "benign_risky")] if config.judge_refusals else [])
-        ccfg = classify_settings(config)
-        cjobs = _unique([ClassifyJob(kind, r) for kind, name in kinds for role in ROLES for r in ok[role][name]],
-                        lambda j: classification_id(j, judge_fp, ccfg))
-        judge = engines.judge
-        with open_store(out_dir / FILES["pairs"]) as pstore, open_store(out_dir / FILES["classifications"]) as cstore, \
-                progress("eval: judge", len(pairs) + len(cjobs), [judge]) as bar:
-            jconc = config.concurrency or judge.suggested_concurrency
-            await asyncio.gather(
-                run_items(pairs, record_id=lambda s: pair_id(s, jsettings, judge.spec),
-                          worker=lambda s, rid: judge_pair(s, rid, judge, jsettings), store=pstore, concurrency=jconc,
-                          retry_failed=config.retry_failed, on_record=bar.record, on_skip=bar.skip),
-                run_items(cjobs, record_id=lambda j: classification_id(j, judge_fp, ccfg),
-                          worker=lambda j, rid: classify_item(j, rid, judge, ccfg), store=cstore, concurrency=jconc,
-                          retry_failed=config.retry_failed, failure_base=lambda j: classify_base(j, judge.spec),
-                          on_record=bar.record, on_skip=bar.skip),
-            )
-            pair_records = [pstore.get(pair_id(s, jsettings, judge.spec)) for s in pairs]
-            classes: dict[str, dict[str, dict[str, Any]]] = {"harm": {}, "refusal": {}}
-            cfailed = sum(1 for j in cjobs if (cstore.get(classification_id(j, judge_fp, ccfg)) or {}).get("status") != "ok")
-            for kind, name in kinds:  # every generation (of either role) maps to the classification of its text
-                for role in ROLES:
-                    for r in ok[role][name]:
-                        rec = cstore.get(classification_id(ClassifyJob(kind, r), judge_fp, ccfg))
-                        if rec and rec.get("status") == "ok":
-                            classes[kind][r["id"]] = rec
-        report = _score(config, constitution, sets, ok, pair_records, classes, cfailed, failures, engines, started)
+        with executor.held():  # one Ray connection for all phases, not one per phase
+            report = await _evaluate(config, out_dir, engines, progress, executor, constitution, jsettings, sets, started)
     finally:
         if owned:
             for engine in engines.distinct():
                 await engine.aclose()
     write_json_atomic(out_dir / FILES["report"], report.model_dump(mode="json"))
     return report
+
+
+async def _evaluate(config: EvalConfig, out_dir: Path, engines: EvalEngines, progress: ProgressFactory, executor: Executor,
+                    constitution: Constitution, jsettings: JudgeSettings, sets: dict[str, list[EvalItem]],
+                    started: float) -> EvalReport:
+    gen = GenSettings(
+        params=SamplingParams(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p),
+        system_prompt=constitution.system_prompt if config.system_prompt else None, seed=config.seed,
+    )
+    distinct = engines.distinct()
+    slot = {role: next(i for i, e in enumerate(distinct) if e is getattr(engines, role)) for role in ROLES}
+    fps = {role: model_fingerprint(getattr(engines, role)) for role in ROLES}
+    judge_fp = model_fingerprint(engines.judge)
+    jobs = _unique([GenJob(slot[role], getattr(engines, role).spec, fps[role], item)
+                    for role in ROLES for items in sets.values() for item in items],
+                   lambda j: generation_id(j.fingerprint, j.item, gen))
+    answers = Job(models=[e.config for e in distinct], setup=functools.partial(generation_worker, settings=gen),
+                  failure_base=functools.partial(base_record, settings=gen))
+    concurrency = config.concurrency or sum(e.suggested_concurrency for e in distinct)
+    with open_store(out_dir / FILES["generations"]) as store, progress("eval: answers", len(jobs), distinct) as bar:
+        await executor.run(
+            jobs, job=answers, engines=distinct, record_id=lambda j: generation_id(j.fingerprint, j.item, gen),
+            store=store, concurrency=concurrency, retry_failed=config.retry_failed,
+            on_record=bar.record, on_skip=bar.skip,
+        )
+        generations = {
+            role: {name: [store.get(generation_id(fps[role], item, gen)) for item in items] for name, items in sets.items()}
+            for role in ROLES
+        }
+    ok = {role: {name: [r for r in recs if r and r.get("status") == "ok"] for name, recs in by_set.items()}
+          for role, by_set in generations.items()}
+    failures = sum(1 for by_set in generations.values() for recs in by_set.values() for r in recs if not r or r.get("status") != "ok")
+
+    # ---- phase 2: the judge ---------------------------------------------------------------
+    pairs = []
+    if "winrate" in config.metrics:
+        trained_by_index = {r["index"]: r for r in ok["trained"]["heldout"]}
+        pairs = [winrate.pair_spec(trained_by_index[b["index"]], b) for b in ok["base"]["heldout"] if b["index"] in trained_by_index]
+    kinds = []
+    if "safety" in config.metrics:
+        kinds = [("harm", "redteam")] + ([("refusal", "redteam"), ("refusal", "benign_risky")] if config.judge_refusals else [])
+    ccfg = classify_settings(config)
+    cjobs = _unique([ClassifyJob(kind, r) for kind, name in kinds for role in ROLES for r in ok[role][name]],
+                    lambda j: classification_id(j, judge_fp, ccfg))
+    judge = engines.judge
+    pair_job, pair_engines = judge_job(jsettings, judge)
+    classify_job = Job(models=[judge.config], setup=functools.partial(classification_worker, settings=ccfg),
+                       failure_base=functools.partial(classify_base, judge_spec=judge.spec))
+    with open_store(out_dir / FILES["pairs"]) as pstore, open_store(out_dir / FILES["classifications"]) as cstore, \
+            progress("eval: judge", len(pairs) + len(cjobs), [judge]) as bar:
+        jconc = config.concurrency or judge.suggested_concurrency
+        await asyncio.gather(
+            executor.run(pairs, job=pair_job, engines=pair_engines, record_id=lambda s: pair_id(s, jsettings, judge.spec),
+                         store=pstore, concurrency=jconc, retry_failed=config.retry_failed,
+                         on_record=bar.record, on_skip=bar.skip),
+            executor.run(cjobs, job=classify_job, engines=[judge], record_id=lambda j: classification_id(j, judge_fp, ccfg),
+                         store=cstore, concurrency=jconc, retry_failed=config.retry_failed,
+                         on_record=bar.record, on_skip=bar.skip),
+        )
+        pair_records = [pstore.get(pair_id(s, jsettings, judge.spec)) for s in pairs]
+        classes: dict[str, dict[str, dict[str, Any]]] = {"harm": {}, "refusal": {}}
+        cfailed = sum(1 for j in cjobs if (cstore.get(classification_id(j, judge_fp, ccfg)) or {}).get("status") != "ok")
+        for kind, name in kinds:  # every generation (of either role) maps to the classification of its text
+            for role in ROLES:
+                for r in ok[role][name]:
+                    rec = cstore.get(classification_id(ClassifyJob(kind, r), judge_fp, ccfg))
+                    if rec and rec.get("status") == "ok":
+                        classes[kind][r["id"]] = rec
+    return _score(config, constitution, sets, ok, pair_records, classes, cfailed, failures, engines, started)
 
 
 def _score(config: EvalConfig, constitution: Constitution, sets: dict[str, list[EvalItem]], ok: dict[str, dict[str, list[dict[str, Any]]]],
@@ -251,10 +270,11 @@ def _score(config: EvalConfig, constitution: Constitution, sets: dict[str, list[
 
 
 def evaluate(config: EvalConfig, out_dir: Path, *, engines: EvalEngines | None = None,
-             progress: ProgressFactory | None = None) -> EvalReport:
+             progress: ProgressFactory | None = None, executor: Executor | None = None) -> EvalReport:
     """Synchronous wrapper of :func:`evaluate_async`: one :class:`Session` on ``out_dir`` (its lock,
     one budget for the three roles, the graceful stop) in its own event loop."""
     from cai_engine.engine.session import Session
 
     session = Session(Path(out_dir), max_cost_usd=config.max_cost_usd, use_cache=config.use_cache)
-    return session.run(lambda _session: evaluate_async(config, Path(out_dir), engines=engines, progress=progress))
+    return session.run(lambda _session: evaluate_async(config, Path(out_dir), engines=engines, progress=progress,
+                                                                   executor=executor))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Generic, Iterable, Protocol, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, ContextManager, Generic, Iterable, Protocol, Sequence, TypeVar
 
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import RecordStore
@@ -34,6 +35,11 @@ class Job(Generic[T]):
 class Executor(Protocol):
     """Runs a job over an item stream into a store with the resume rule of :func:`run_items`."""
 
+    def held(self) -> ContextManager[None]:
+        """Keep what the executor connects to (a Ray cluster) open across several :meth:`run` calls
+        of one command (the phases of an eval), instead of connecting once per run."""
+        ...
+
     async def run(self, items: Iterable[T], *, job: Job[T], engines: list[Engine], record_id: Callable[[T], str],
                   store: RecordStore, concurrency: int, retry_failed: bool = False,
                   on_record: Callable[[dict[str, Any]], None] | None = None,
@@ -43,6 +49,9 @@ class Executor(Protocol):
 
 class LocalExecutor:
     """The default: the items run on this event loop with the session's engines."""
+
+    def held(self) -> ContextManager[None]:
+        return contextlib.nullcontext()
 
     async def run(self, items: Iterable[T], *, job: Job[T], engines: list[Engine], record_id: Callable[[T], str],
                   store: RecordStore, concurrency: int, retry_failed: bool = False,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import math
 import os
 import time
@@ -96,12 +97,33 @@ class RayExecutor:
     """Runs a :class:`~cai_engine.executors.job.Job` on Ray workers (see the module docstring).
 
     After a run, :attr:`report` says what happened on the cluster: batches sent and redone, items
-    redone, duplicates dropped, worker processes seen."""
+    redone, duplicates dropped, worker processes seen (:attr:`reports`: one per run, in the order
+    they ended, for a command with several phases)."""
 
     def __init__(self, settings: RaySettings | None = None):
         self.settings = settings or RaySettings()
         self.report: dict[str, Any] = {}
+        self.reports: list[dict[str, Any]] = []
         self.run_id = uuid.uuid4().hex[:8]
+        self._holders = 0
+        self.runs_started = 0
+        self._started = False  # this executor started the Ray it uses (and shuts it down after)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Connected to Ray (joined or started) while inside; the last one out shuts down a Ray this
+        executor started, so the phases of one command share one local Ray."""
+        ray = import_ray()
+        if self._holders == 0:
+            self._started = connect(ray, self.settings)
+        self._holders += 1
+        try:
+            yield
+        finally:
+            self._holders -= 1
+            if self._holders == 0 and self._started:
+                self._started = False
+                ray.shutdown()
 
     async def run(self, items: Iterable[T], *, job: Job[T], engines: list[Engine], record_id: Callable[[T], str],
                   store: RecordStore, concurrency: int, retry_failed: bool = False,
@@ -117,19 +139,18 @@ class RayExecutor:
         ledger = session.ledger if session is not None else None
         if ledger is not None and ledger.max_cost_usd is not None:
             ledger.check(engines[0].spec)  # a budget spent by earlier runs sends nothing, as in one process
-        started = connect(ray, self.settings)
-        run: _Run | None = None
-        try:
-            run = _Run(ray, self, job, engines, store, ledger, concurrency)
-            return await run.feed(items, record_id, Pending(store, run.summary, retry_failed=retry_failed, shard=shard,
-                                                            on_skip=on_skip), on_record,
-                                  session.stop if session is not None else None)
-        finally:
-            if run is not None:
-                await run.close()
-                self.report = run.report()
-            if started:
-                ray.shutdown()
+        with self.held():
+            run: _Run | None = None
+            try:
+                run = _Run(ray, self, job, engines, store, ledger, concurrency)
+                return await run.feed(items, record_id, Pending(store, run.summary, retry_failed=retry_failed, shard=shard,
+                                                                on_skip=on_skip), on_record,
+                                      session.stop if session is not None else None)
+            finally:
+                if run is not None:
+                    await run.close()
+                    self.report = run.report()
+                    self.reports.append(self.report)
 
 
 class _Run:
@@ -149,7 +170,8 @@ class _Run:
         max_cost = ledger.max_cost_usd if ledger is not None else None
         spent_before = ledger.spent_usd if ledger is not None else 0.0
         metered = [e.config for e in engines if e.retry is not None]
-        prefix = f"cai-{executor.run_id}"
+        executor.runs_started += 1  # runs of one command may overlap (an eval's pairs and classifications)
+        prefix = f"cai-{executor.run_id}-{executor.runs_started}"
         self.service = ray.remote(QuotaService).options(
             num_cpus=0, name=f"{prefix}-quota", namespace=NAMESPACE).remote(
             metered, workers, None if max_cost is None else max_cost - spent_before)
@@ -348,6 +370,9 @@ class _Run:
             spent[spec] = max(spent.get(spec, 0.0), usd)
         self.stats[incarnation] = message["stats"]
         self._merge_stats()
+        for engine, snapshot in zip(self.engines, message.get("quota") or ()):
+            if snapshot is not None and engine.retry is not None:
+                engine.limits.show_remote(incarnation, snapshot)  # the progress line's rpm/tpm, all workers together
 
     def _give_up(self, left: list[tuple[str, Any]], exc: BaseException) -> None:
         reason = WorkerDied(f"its Ray worker died {self.settings.max_batch_attempts} times running this batch: "

@@ -141,6 +141,8 @@ class Worker:
             "incarnation": self.incarnation, "records": records, "unstarted": unstarted, "outside": outside,
             "fatal": fatal, "spent": dict(self.ledger.charged_by_model),
             "stats": [engine.stats.model_dump() for engine in self.engines],
+            # per-minute use and known limits of the hosted models, for the driver's progress line
+            "quota": [engine.limits.usage_snapshot() if engine.retry is not None else None for engine in self.engines],
         }
 
     async def close(self) -> None:

@@ -117,7 +117,7 @@ class RunConfig(_Strict):
     use_cache: bool = Field(True, description="Use the response cache for model calls.")
     max_cost_usd: float | None = Field(None, ge=0, description="Stop generation stages once this much is spent.")
     ray: RaySettings | None = Field(None, description=(
-        "Run the generation stages (revise, pairs) on Ray workers: address, workers, num_cpus_per_worker, "
+        "Run the generation stages (revise, pairs, eval) on Ray workers: address, workers, num_cpus_per_worker, "
         "num_gpus_per_worker, batch_size (docs/scaling.md). Absent: in process."))
 
     @model_validator(mode="after")

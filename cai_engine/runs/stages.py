@@ -244,7 +244,7 @@ async def stage_eval(ctx: RunContext) -> dict[str, Any]:
     out = ctx.stage_dir("eval")
     distinct = engines_for(trained_config, cfg.models.policy, cfg.models.judge, ctx.engine)  # a base that also judges loads once
     try:
-        report = await evaluate_async(eval_config, out, engines=distinct, progress=ctx.progress)
+        report = await evaluate_async(eval_config, out, engines=distinct, progress=ctx.progress, executor=executor_for(cfg.ray))
     finally:
         ctx.engine_stats["eval"] = {e.spec: e.stats.model_dump() for e in distinct.distinct()}
         for engine in distinct.distinct():
