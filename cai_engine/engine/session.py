@@ -146,11 +146,16 @@ class Session:
     def _remove_if_unused(self) -> None:
         """A command that failed before doing anything (a bad model spec, a missing key) leaves no
         output folder behind: remove the folder this session created if it holds only its own
-        bookkeeping files."""
+        bookkeeping files (also the settings and manifest a pipeline wrote before it failed, e.g. on
+        joining a Ray cluster, and its still empty record files)."""
         if not self._created_out or self.out_dir is None or not self.out_dir.is_dir():
             return
-        own = {".cai.lock", "ledger.json", "ledger.json.tmp", LOG_FILE}
-        if self.records_written or any(p.name not in own for p in self.out_dir.iterdir()):
+        own = {".cai.lock", "ledger.json", "ledger.json.tmp", LOG_FILE, "settings.json", "manifest.json"}
+
+        def bookkeeping(p: Path) -> bool:
+            return p.name in own or (p.suffix == ".jsonl" and p.is_file() and p.stat().st_size == 0)
+
+        if self.records_written or not all(bookkeeping(p) for p in self.out_dir.iterdir()):
             return
         for p in self.out_dir.iterdir():
             p.unlink(missing_ok=True)

@@ -77,8 +77,13 @@ def connect(ray: Any, settings: RaySettings) -> bool:
             need = math.ceil(settings.workers * settings.num_cpus_per_worker)
             ray.init(num_cpus=max(os.cpu_count() or 1, need), **kwargs)
     except ConnectionError as exc:
-        raise CaiError(f"--ray-address {address}: cannot join the Ray cluster ({exc}); start one with `ray start --head`"
-                       " or leave the address out for a local Ray") from None
+        hint = ""
+        if str(address).startswith("ray://") and not os.environ.get("RAY_AUTH_MODE"):
+            # Ray >= 2.59 clusters require token authentication, which a Ray Client only sends when told to
+            hint = ("; if the cluster uses token authentication (Ray's default since 2.59), set RAY_AUTH_MODE=token "
+                    "(and RAY_AUTH_TOKEN, or the token in ~/.ray/auth_token)")
+        raise CaiError(f"--ray-address {address}: cannot join the Ray cluster ({exc}){hint}; start one with "
+                       "`ray start --head` or leave the address out for a local Ray") from None
     return True
 
 
@@ -162,6 +167,7 @@ class _Run:
         from cai_engine.executors.ray_worker import Worker
 
         self.ray, self.settings, self.job, self.engines = ray, executor.settings, job, engines
+        self.client = bool(ray.util.client.ray.is_connected())  # a driver on Ray Client (ray://HOST:10001)
         self.store, self.ledger = store, ledger
         self.summary = RunSummary()
         workers = self.settings.workers
@@ -297,6 +303,10 @@ class _Run:
         ray = self.ray
         self.counts["batches"] += 1
         try:
+            if self.client:  # Ray Client cannot stream a method's returns: the batch comes back in one reply
+                for message in await self._get(self.actors[index].run_all.remote(batch)):
+                    self._take(message)
+                return None
             async for ref in self.actors[index].run.options(num_returns="streaming").remote(batch):
                 self._take(await ref)
             return None
@@ -328,7 +338,8 @@ class _Run:
             deadline = time.monotonic() + RESTART_TIMEOUT_S
             while time.monotonic() < deadline:
                 try:
-                    await asyncio.wait_for(self.actors[index].pid.remote(), timeout=max(1.0, deadline - time.monotonic()))
+                    await asyncio.wait_for(self._get(self.actors[index].pid.remote()),
+                                           timeout=max(1.0, deadline - time.monotonic()))
                     self.down[index] = False
                     self.counts["restarts"] += 1
                     return
@@ -337,6 +348,12 @@ class _Run:
             self.lost.add(index)  # not back in time: it gets no more work
 
         self.tasks.add(asyncio.create_task(health(), name=f"watch-{index}"))
+
+    async def _get(self, ref: Any) -> Any:
+        """The value of ``ref``: awaited on a cluster node; on Ray Client, fetched in a thread."""
+        if self.client:
+            return await asyncio.get_running_loop().run_in_executor(None, self.ray.get, ref)
+        return await ref
 
     def _take(self, message: dict[str, Any]) -> None:
         """One message of a worker: write its records, settle its spend, note a fatal error."""
@@ -413,7 +430,7 @@ class _Run:
         """What dead workers had spent on items that never came back: paid, so it is charged (as
         spend outside any record), from the last figure each worker process reported."""
         try:
-            leased = await self.service.spend_reports.remote()
+            leased = await self._get(self.service.spend_reports.remote())
         except self.ray.exceptions.RayError:
             leased = {}
         for incarnation in set(self.spent) | set(leased):
@@ -447,13 +464,13 @@ class _Run:
     # ---- the end --------------------------------------------------------------------------------
     async def close(self) -> None:
         ray = self.ray
-        closing = [actor.close.remote() for actor in self.actors]
+        closing = [self._get(actor.close.remote()) for actor in self.actors]
         try:
             await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout=10)
         except (asyncio.TimeoutError, Exception):
             pass
         try:
-            self.quota_report = await asyncio.wait_for(self.service.report.remote(), timeout=5)
+            self.quota_report = await asyncio.wait_for(self._get(self.service.report.remote()), timeout=5)
         except (asyncio.TimeoutError, Exception):
             self.quota_report = {}
         for actor in [*self.actors, self.service]:

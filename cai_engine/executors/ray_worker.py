@@ -104,6 +104,12 @@ class Worker:
             for task in tasks:
                 task.cancel()
 
+    async def run_all(self, batch: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`run` without streaming, for a driver on Ray Client (``ray://``), which cannot take
+        streamed returns: the batch's messages all at once (a dead worker then costs its whole
+        batch again, which ``batch_size`` keeps small)."""
+        return [message async for message in self.run(batch)]
+
     async def _one(self, rid: str, item: Any, done: asyncio.Queue[tuple[str, Any]]) -> None:
         async with self.slots:
             if self.stopping or self.fatal is not None:
