@@ -3,6 +3,7 @@ tested as OpenRLHF's client calls it (a JSON POST to the URL it was given)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from helpers_models import exports, preference_rows, save_export, tiny_models  # noqa: F401 (fixtures)
 from judge_fake_server import running_judge
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,3 +96,46 @@ def test_the_embedded_judge_answers_a_batch(tmp_path: Path) -> None:
         assert body["extra_logs"]["judge_failed"] == [0, 0], body
     finally:
         assert service.stop() == 0
+
+
+def test_the_built_in_grpo_stage_takes_its_rewards_from_the_service(tmp_path: Path, tiny_models: dict,
+                                                                    exports: dict) -> None:
+    """``reward_url``: GRPO's sampled completions are scored by the service (pairwise against the
+    reference model's answer), as an OpenRLHF trainer's would be."""
+    from cai_engine.training.grpo import GRPOStageConfig, train_grpo
+
+    def longer_wins(blocks: dict[str, str]) -> float:  # varied rewards, so the group advantages are not all 0
+        return 0.9 if len(blocks.get("A", "")) > len(blocks.get("B", "")) else 0.1
+
+    with running_judge(decide=longer_wins) as judge:
+        config = tmp_path / "judge.yaml"
+        config.write_text(yaml.safe_dump({"base_urls": [judge.openai_base]}))
+        service = Service(tmp_path, "-c", "general", "-j", "openai/judge", "--judge-config", str(config), "-k", "1",
+                          "--reference-model", "mock/reference")
+        try:
+            result = train_grpo(GRPOStageConfig(
+                model=str(tiny_models["causal"]), reward_url=service.url, dataset=exports["pairs"],
+                output_dir=tmp_path / "grpo", max_steps=2, per_device_train_batch_size=2, num_generations=2,
+                max_completion_length=8,
+            ))
+            health = httpx.get(service.url.replace("/reward", "/health"), timeout=30).json()
+        finally:
+            assert service.stop() == 0
+    stats = result.extra["reward_service"]
+    assert stats["calls"] >= 4 and stats["failures"] == 0, stats
+    assert judge.counts["chat"] >= 2 * stats["calls"]  # each sample judged in both orders
+    rows = [json.loads(line) for line in result.metrics_path.read_text().splitlines() if line.strip()]
+    assert [r["step"] for r in rows if "loss" in r][:2] == [1, 2]
+    assert any(key.startswith("reward") for r in rows for key in r), rows[0]
+    assert health["judge"] == "openai/judge"
+
+
+def test_a_reward_service_that_is_down_gives_missing_rewards_not_a_crash() -> None:
+    import asyncio
+
+    from cai_engine.training.rl_rewards import remote_reward_func
+
+    reward = remote_reward_func("http://127.0.0.1:9/reward", timeout_s=5)  # port 9 (discard): refused
+    prompts = [[{"role": "user", "content": "Hi?"}], "Name a colour."]
+    assert asyncio.run(reward(prompts, ["Hello.", [{"role": "assistant", "content": "Red."}]])) == [None, None]
+    assert reward.stats == {"calls": 0, "failures": 2}

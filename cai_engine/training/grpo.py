@@ -1,8 +1,10 @@
-"""``train grpo`` (and RLOO): group-relative policy optimisation with a reward model or the online AI judge.
+"""``train grpo`` (and RLOO): group-relative policy optimisation with a reward model, the online AI judge or a reward service.
 
-The reward is either the gated reward model from ``train reward`` or, for d-RLAIF, the judge
-scoring every sampled completion through the engine (any backend: hosted API, vLLM, local). Either
-way it passes through the same shaping (normalisation, length penalty) and feeds the monitors.
+The reward is the gated reward model from ``train reward``; or, for d-RLAIF, the judge scoring
+every sampled completion through the engine (any backend: hosted API, vLLM, local); or a reward
+service (``reward_url``: ``cai reward serve``, shared by several trainers, with its own limits,
+cache and budget). Each passes through the same shaping (normalisation, length penalty) and feeds
+the monitors.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from cai_engine.training.common import (
 from cai_engine.training.data import load_prompts
 from cai_engine.training.monitors import RLMonitor
 from cai_engine.training.rl import RewardShaper, RLStageConfig, resolve_reward_model, wrap_reward_func
-from cai_engine.training.rl_rewards import judge_reward_func, reward_model_func
+from cai_engine.training.rl_rewards import judge_reward_func, remote_reward_func, reward_model_func
 
 
 class JudgeRewardSettings(BaseModel):
@@ -36,14 +38,18 @@ class JudgeRewardSettings(BaseModel):
 class GRPOStageConfig(RLStageConfig):
     algorithm: Literal["grpo", "rloo"] = Field("grpo", description="GRPO (group-normalised) or RLOO (leave-one-out baseline).")
     judge: JudgeRewardSettings | None = Field(None, description="Use the AI judge instead of a reward model.")
+    reward_url: str | None = Field(None, description=(
+        "Use a reward service instead: the URL of `cai reward serve` (or any server that takes OpenRLHF's "
+        "remote-reward payload), e.g. http://127.0.0.1:8000/reward."))
     num_generations: int = Field(4, ge=2, description="Samples per prompt (the group).")
     max_completion_length: int = Field(128, ge=1, description="Most tokens per sampled completion.")
     beta: float = Field(0.04, ge=0, description="KL coefficient towards the reference policy (0 = no reference).")
 
     @model_validator(mode="after")
     def _one_reward(self) -> "GRPOStageConfig":
-        if (self.reward_model is None) == (self.judge is None):
-            raise ValueError("set exactly one reward source: reward_model (a `train reward` dir) or judge (a model spec)")
+        if sum(source is not None for source in (self.reward_model, self.judge, self.reward_url)) != 1:
+            raise ValueError("set exactly one reward source: reward_model (a `train reward` dir), judge (a model spec) "
+                             "or reward_url (a `cai reward serve` URL)")
         return self
 
 
@@ -57,7 +63,9 @@ def _judge_principles(settings: JudgeRewardSettings) -> list[str]:
 
 
 def build_reward_func(config: GRPOStageConfig, reward_dir: Path | None) -> Any:
-    """The raw reward function: reward-model scores or judge ratings."""
+    """The raw reward function: reward-model scores, judge ratings or a reward service's answers."""
+    if config.reward_url is not None:
+        return remote_reward_func(config.reward_url)
     if config.judge is not None:
         from cai_engine.engine.factory import build_engine, load_model_config
 
@@ -77,7 +85,8 @@ def train_grpo(config: GRPOStageConfig, *, reward_func: Any = None) -> StageResu
     stage = config.algorithm
     prompts = load_prompts(config.dataset, stage=stage, limit=config.limit)
     policy_dir = resolve_model_path(config.model, what="policy model")
-    reward_dir, accuracy = resolve_reward_model(config, required=config.judge is None and reward_func is None)
+    reward_dir, accuracy = resolve_reward_model(
+        config, required=config.judge is None and config.reward_url is None and reward_func is None)
     if stage == "rloo":
         from trl import RLOOConfig as TrlConfig, RLOOTrainer as Trainer
     else:
@@ -104,5 +113,5 @@ def train_grpo(config: GRPOStageConfig, *, reward_func: Any = None) -> StageResu
     )
     result = train_and_save(trainer, tokenizer, config, stage, extra={"reward_model_accuracy": accuracy})
     if hasattr(raw, "stats"):
-        result.extra["judge"] = dict(raw.stats)
+        result.extra["reward_service" if config.reward_url is not None else "judge"] = dict(raw.stats)
     return result

@@ -136,3 +136,47 @@ def judge_reward_func(engine: Any, *, principles: list[str], max_tokens: int = 8
 
     ai_judge.stats = stats  # type: ignore[attr-defined]
     return ai_judge
+
+
+# ---------------------------------------------------------------- a remote reward service
+
+def _prompt_text(prompt: Any) -> str:
+    """A prompt as the one string a remote reward service takes: the user's message of a single-turn
+    conversation, else the turns as ``role: content`` lines."""
+    if not isinstance(prompt, list):
+        return str(prompt)
+    turns = [m for m in prompt if m.get("role") != "system"]
+    if len(turns) == 1 and turns[0].get("role") == "user":
+        return str(turns[0].get("content", ""))
+    return "\n".join(f"{m.get('role')}: {m.get('content', '')}" for m in turns)
+
+
+def remote_reward_func(url: str, *, timeout_s: float = 300.0) -> Callable[..., Any]:
+    """An async reward function that posts each batch to a reward service in OpenRLHF's payload
+    (``cai reward serve``, or any server that speaks it): ``{"query": [prompt + completion],
+    "prompts": [prompt]}`` -> ``{"rewards": [...]}``. A batch the service cannot answer gives
+    missing rewards (None; TRL treats them as NaN) and is counted in ``failures``, so one outage
+    does not crash the run."""
+    import httpx
+
+    stats = {"calls": 0, "failures": 0}
+
+    async def remote_reward(prompts: list[Any], completions: list[Any], **_: Any) -> list[float | None]:
+        texts = [_prompt_text(p) for p in prompts]
+        payload = {"query": [t + _completion_text(c) for t, c in zip(texts, completions)], "prompts": texts}
+        try:
+            async with httpx.AsyncClient(timeout=timeout_s) as client:
+                response = await client.post(url, json=payload)
+                response.raise_for_status()
+                rewards = response.json()["rewards"]
+            if len(rewards) != len(texts):
+                raise ValueError(f"{len(rewards)} rewards for {len(texts)} samples")
+        except Exception as exc:  # the service is down or answered badly: missing rewards, not a crash
+            log.warning("reward service %s failed: %s", url, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            stats["failures"] += len(texts)
+            return [None] * len(texts)
+        stats["calls"] += len(texts)
+        return [None if r is None else float(r) for r in rewards]
+
+    remote_reward.stats = stats  # type: ignore[attr-defined]
+    return remote_reward
