@@ -1,6 +1,6 @@
 """Shared plumbing for benchmarks/scale.py and benchmarks/kill_resume.py (not a benchmark itself).
 
-* the padded fake OpenAI server (benchmarks/fake_openai_server.py) in its own process;
+* the fake OpenAI server (tests/fake_provider.py with ``--reply-bytes``: long replies) in its own process;
 * the prompts file, model-config YAML and environment of a `cai revise` run;
 * ``run_phase``: one `cai` command as its own process, watched every 0.2 s: its RSS (psutil, plus
   the kernel's high-water mark VmHWM where /proc has it, plus ru_maxrss from wait4 at exit), and
@@ -65,12 +65,12 @@ def write_model_config(path: Path, port: int, concurrency: int = 64) -> Path:
 
 
 class Server:
-    """benchmarks/fake_openai_server.py (tests/fake_provider.py + long replies) in its own process."""
+    """tests/fake_provider.py in its own process, each reply padded to about ``reply_bytes`` bytes."""
 
     def __init__(self, latency: float, reply_bytes: int, log: Path):
         self.log = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "benchmarks" / "fake_openai_server.py"),
+            [sys.executable, str(ROOT / "tests" / "fake_provider.py"),
              "--latency", str(latency), "--reply-bytes", str(reply_bytes)],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         assert self.proc.stdout is not None

@@ -1,9 +1,10 @@
 """Kill -9 at half, resume, and check the store's contract: nothing lost, nothing duplicated, ledger = records.
 
 ``cai revise --rounds 0`` of N unique prompts (``--n``, default 50,000) through the same fake server as
-benchmarks/scale.py (benchmarks/fake_openai_server.py, ~3 KB replies, 50 ms; model ``openai/bench``,
-``--no-cache --concurrency 64``, constitution ``general``, CAI_HOME in a temp dir). The `cai` process is
-SIGKILLed once OUT/revisions.jsonl has N/2 lines, then the same command is rerun to completion. Checks:
+benchmarks/scale.py (tests/fake_provider.py ``--reply-bytes 3000``, ~3 KB replies, 50 ms; model
+``openai/bench``, ``--no-cache --concurrency 64``, constitution ``general``, CAI_HOME in a temp dir).
+The `cai` process is SIGKILLed once OUT/revisions.jsonl has N/2 lines, then the same command is rerun
+to completion. Checks:
 
 * 0 lost: every prompt has a record with status ``ok``;
 * 0 duplicated: exactly N ``ok`` lines and N unique ids among them;

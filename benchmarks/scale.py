@@ -1,8 +1,8 @@
 """Scale benchmark (issue 14): memory stays flat from 10k to N records for revise, rerun and export.
 
 N unique prompts (``--n``, default 200,000) go through ``cai revise --rounds 0`` against a local fake
-OpenAI-compatible server in its own process (benchmarks/fake_openai_server.py: tests/fake_provider.py
-with ~3 KB replies, 50 ms latency), model ``openai/bench`` from a model-config YAML
+OpenAI-compatible server in its own process (tests/fake_provider.py ``--reply-bytes 3000``: ~3 KB
+replies, 50 ms latency), model ``openai/bench`` from a model-config YAML
 (``base_urls``, ``max_concurrency: 64``, prices 0.15/0.6 USD per Mtok), ``OPENAI_API_KEY=sk-bench``,
 ``--no-cache --concurrency 64 --few-shot 0``, constitution ``general``, CAI_HOME in a temp dir.
 

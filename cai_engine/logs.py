@@ -118,3 +118,19 @@ def hush_loaded_libraries() -> None:
     datasets_logging = sys.modules.get("datasets.utils.logging")
     if datasets_logging is not None:
         datasets_logging.disable_progress_bar()
+
+
+#: Width of our progress lines when stderr is not a terminal (a pipe, a CI log, ``| tee``): rich would
+#: assume 80 columns there and cut the training line (``0:0… ETA 0:00…``).
+PIPE_WIDTH = 120
+
+
+def stderr_console() -> Any:
+    """The rich console our progress and notes go to: stderr, as wide as the terminal, or
+    ``PIPE_WIDTH`` columns when stderr is not one and ``COLUMNS`` does not say otherwise."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console = Console(stderr=True, width=PIPE_WIDTH)
+    return console

@@ -10,8 +10,9 @@ answered requests, for benchmarks that run the fake in its own process).
 
 Replies are deterministic functions of the request: ``"echo:" + last user message + " #" + hash``
 so a test can check that every prompt got *its* answer (``reply_words`` pads them with filler to
-that many words). Faults are decided per request body and attempt number (``hash(body, attempt) <
-p``), so they do not depend on scheduling order.
+that many words; ``reply_bytes`` to about that many bytes, within the request's ``max_tokens`` so
+the padding never cuts a reply: the scale benchmarks' long replies). Faults are decided per request
+body and attempt number (``hash(body, attempt) < p``), so they do not depend on scheduling order.
 
 Like the real providers it also
 
@@ -32,6 +33,7 @@ Run standalone (for benchmarks, so the server does not share the client's GIL)::
 
     python tests/fake_provider.py --latency 0.05      # prints "PORT <n>" then serves
     python tests/fake_provider.py --rpm 3000 --window 1 --reply-words 350 --token-chars 3.5
+    python tests/fake_provider.py --latency 0.05 --reply-bytes 3000   # benchmarks/scale.py's server
 """
 
 from __future__ import annotations
@@ -114,14 +116,32 @@ _FILLER = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo 
            "quebec romeo sierra tango uniform victor whiskey xray yankee zulu principle answer careful honest").split()
 
 
+def _filler(digest: bytes, i: int) -> str:
+    """Filler word ``i`` for a text whose sha256 is ``digest``."""
+    return _FILLER[(digest[i % 32] + 7 * i) % len(_FILLER)]
+
+
 def _pad(text: str, words: int) -> str:
-    """``text`` + deterministic filler up to ``words`` words."""
+    """``text`` + deterministic filler (a function of ``text``) up to ``words`` words."""
     have = len(text.split())
     if have >= words:
         return text
     digest = hashlib.sha256(text.encode()).digest()
-    extra = [_FILLER[(digest[i % 32] + 7 * i) % len(_FILLER)] for i in range(words - have)]
+    extra = [_filler(digest, i) for i in range(words - have)]
     return text + " " + " ".join(extra)
+
+
+def _pad_bytes(text: str, nbytes: int, max_words: int) -> str:
+    """``text`` + deterministic filler to about ``nbytes`` bytes, never past ``max_words`` words."""
+    digest = hashlib.sha256(text.encode()).digest()
+    size = len(text.encode())
+    extra: list[str] = []
+    room = max_words - len(text.split())
+    while size < nbytes and len(extra) < room:
+        word = _filler(digest, len(extra))
+        extra.append(word)
+        size += len(word) + 1
+    return text + " " + " ".join(extra) if extra else text
 
 
 @dataclass
@@ -181,10 +201,11 @@ class FakeProvider:
 
     def __init__(self, latency_s: float = 0.0, faults: Faults | None = None, api_key: str | None = None,
                  quota: Quota | None = None, reply_words: int = 0, token_chars: float | None = None,
-                 cache_machines: int = 4):
+                 cache_machines: int = 4, reply_bytes: int = 0):
         self.latency_s = latency_s
         self.quota = quota
         self.reply_words = reply_words  # pad replies to this many words (0: the bare echo)
+        self.reply_bytes = reply_bytes  # pad replies to about this many bytes within max_tokens (0: no)
         self.token_chars = token_chars  # None: a token is a word
         self.cache_machines = cache_machines
         self.cache_ttl_s = 300.0
@@ -398,8 +419,10 @@ class FakeProvider:
         for s in stops:
             if s and s in text:
                 text = text[: text.index(s)]
-        words = _words(text)
         max_tokens = req.get("max_tokens") or req.get("max_completion_tokens") or 10_000
+        if self.reply_bytes:
+            text = _pad_bytes(text, self.reply_bytes, int(max_tokens))
+        words = _words(text)
         if len(words) > max_tokens:
             text, finish = " ".join(words[:max_tokens]), "length"
             words = words[:max_tokens]
@@ -444,6 +467,8 @@ class FakeProvider:
             if s and s in text:
                 text, stop_reason, stop_seq = text[: text.index(s)], "stop_sequence", s
                 break
+        if self.reply_bytes:
+            text = _pad_bytes(text, self.reply_bytes, int(req.get("max_tokens", 10_000)))
         words = _words(text)
         if len(words) > int(req.get("max_tokens", 10_000)):
             words = words[: int(req["max_tokens"])]
@@ -803,11 +828,13 @@ def main() -> None:
     parser.add_argument("--tpm", type=int, help="enforce and report a tokens-per-minute quota")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of the per-minute rate a bucket holds")
     parser.add_argument("--reply-words", type=int, default=0, help="pad replies to this many words")
+    parser.add_argument("--reply-bytes", type=int, default=0,
+                        help="pad replies to about this many bytes, within the request's max_tokens")
     parser.add_argument("--token-chars", type=float, help="characters per token (default: one token per word)")
     args = parser.parse_args()
     quota = Quota(rpm=args.rpm, tpm=args.tpm, window_s=args.window) if (args.rpm or args.tpm) else None
     provider = FakeProvider(latency_s=args.latency, quota=quota, reply_words=args.reply_words,
-                            token_chars=args.token_chars).start(args.port)
+                            reply_bytes=args.reply_bytes, token_chars=args.token_chars).start(args.port)
     print(f"PORT {provider.port}", flush=True)
     try:
         while True:

@@ -48,6 +48,18 @@ async def test_mapping_n_seed_stop_logprobs(provider) -> None:
     await engine.aclose()
 
 
+async def test_fake_reply_bytes_pads_within_max_tokens() -> None:
+    """The scale benchmarks' long replies (``--reply-bytes``): ~N bytes, never cut by the padding."""
+    with running_provider(reply_bytes=600) as p:
+        engine = engine_for(p)
+        long = await engine.generate(ask("hello world", max_tokens=500))
+        assert long.text.startswith(reply_text("hello world") + " ") and 600 <= len(long.text.encode()) < 620
+        assert long.choices[0].finish_reason == "stop" and long.usage.output_tokens == len(long.text.split())
+        capped = await engine.generate(ask("hello world", max_tokens=10))
+        assert len(capped.text.split()) == 10 and capped.choices[0].finish_reason == "stop"
+        await engine.aclose()
+
+
 async def test_401_stops_at_once_with_one_scrubbed_line(provider, monkeypatch) -> None:
     canary = "sk-test-SECRET-canary-401"
     monkeypatch.setenv("FAKE_KEY", canary)

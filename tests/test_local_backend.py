@@ -15,7 +15,7 @@ import pytest
 from cai_engine.errors import ModelError
 from cai_engine.models.base import ChatRequest, Message, ModelConfig, SamplingParams
 from cai_engine.models.local import LocalModel, PromptTooLong, create, resolve_checkpoint
-from cai_engine.models.microbatch import BatcherClosed
+from cai_engine.models.local_batcher import BatcherClosed
 from cai_engine.models.registry import create_model
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from cai_engine.models import embedded
 from cai_engine.models.base import BaseChatModel, ChatModel, ModelConfig
-from cai_engine.models.batching import BatchAdapter
+from cai_engine.models.batch_adapter import BatchAdapter
 from cai_engine.models.fingerprint import endpoint_fingerprint, endpoint_host, weights_fingerprint
 from cai_engine.models.mock import MockModel
 from cai_engine.models.registry import create_model

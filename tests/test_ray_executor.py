@@ -346,3 +346,28 @@ def test_cai_run_with_a_ray_section_gives_the_same_record_counts(tmp_path: Path)
                             for stage, file in (("revise", "revisions.jsonl"), ("pairs", "pairs.jsonl"))}
     print(f"\ncai run record counts: {counts}")
     assert counts["onray"] == counts["plain"] and counts["plain"]["revise"]["ok"] == 12
+
+
+@pytest.mark.slow
+def test_the_demo_runs_generation_stages_on_ray_with_the_same_record_counts(tmp_path: Path,
+                                                                            embedded_checkpoint: Path) -> None:
+    """The shipped demo run (embedded model, transformers backend), its generation stages with and
+    without ``ray: {workers: 2}`` (shortened: 4 prompts, 32 tokens)."""
+    from cai_engine.paths import data_path
+    from cai_engine.runs.orchestrator import run
+
+    demo = yaml.safe_load(data_path("demo", "demo.yaml").read_text())
+    demo["prompts"] = {**demo["prompts"], "train": str(data_path("demo", "prompts.jsonl")), "limit": 4}
+    # the converted checkpoint of the test session (local/smollm2 would convert it again under this test's CAI_HOME)
+    demo["models"] = {"policy": f"local/{embedded_checkpoint}", "judge": f"local/{embedded_checkpoint}"}
+    demo["generation"] = {**demo["generation"], "max_tokens": 32}
+    demo["stages"] = ["revise", "pairs"]
+    counts = {}
+    for name, extra in (("plain", {}), ("onray", {"ray": {"workers": 2, "batch_size": 2}})):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**demo, "name": name, **extra}))
+        run(path, echo=lambda *a, **k: None)
+        counts[name] = {stage: Counter(r["status"] for r in lines(tmp_path / name / stage / file))
+                        for stage, file in (("revise", "revisions.jsonl"), ("pairs", "pairs.jsonl"))}
+    print(f"\ndemo generation stages, record counts: {counts}")
+    assert counts["onray"] == counts["plain"] and sum(counts["plain"]["revise"].values()) == 4

@@ -14,8 +14,9 @@ from cai_engine.engine.engine import Engine
 from cai_engine.models.base import ChatRequest, ModelConfig, SamplingParams
 from cai_engine.models.mock import MockModel
 from cai_engine.sources import iter_prompts
+from cai_engine.text_measures import normalize
 from cai_engine.workbench.redteam import KINDS, RedteamSettings, generate_redteam, parse_list
-from cai_engine.workbench.textsim import NearDuplicateIndex, dedupe, normalize, similarity
+from cai_engine.workbench.textsim import NearDuplicateIndex, dedupe, similarity
 
 CONSTITUTION = """\
 name: rt

@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence, Union
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cai_engine.engine.engine import Engine
 from cai_engine.engine.progress import ProgressFactory, ProgressSink, no_progress
+from cai_engine.logs import stderr_console
 
-console = Console(stderr=True)
+console = stderr_console()
 
 __all__ = ["ProgressFactory", "ProgressOption", "ProgressSink", "RunProgress", "console", "no_progress", "resolve_progress"]
 

@@ -28,7 +28,7 @@ from cai_engine.atomic import write_json_atomic
 from cai_engine.engine.retry import one_line
 from cai_engine.errors import BudgetExceeded, FatalBackendError
 from cai_engine.models.base import ChatRequest, ChatResponse
-from cai_engine.models.batching import BatchAdapter, BatchResults, BatchStatus
+from cai_engine.models.batch_adapter import BatchAdapter, BatchResults, BatchStatus
 
 T = TypeVar("T")
 Retry = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]

@@ -30,7 +30,8 @@ from cai_engine.engine.runner import run_items
 from cai_engine.engine.session import open_store
 from cai_engine.models.base import ChatRequest, SamplingParams
 from cai_engine.prompts import induce as templates
-from cai_engine.workbench.textsim import NearDuplicateIndex, normalize
+from cai_engine.text_measures import normalize
+from cai_engine.workbench.textsim import NearDuplicateIndex
 
 MERGE_METHODS = ("textsim", "model")
 MAX_VARIANTS_KEPT = 5

@@ -6,7 +6,7 @@ from typing import Any
 
 from cai_engine.models.anthropic_wire import parse_message, request_body
 from cai_engine.models.base import ChatRequest, ChatResponse
-from cai_engine.models.batching import BatchResults, BatchStatus
+from cai_engine.models.batch_adapter import BatchResults, BatchStatus
 
 
 class AnthropicBatch:

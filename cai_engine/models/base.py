@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from cai_engine.models.batching import BatchAdapter
+    from cai_engine.models.batch_adapter import BatchAdapter
     from cai_engine.models.retryable import RetryDecision
 
 

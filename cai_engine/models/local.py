@@ -7,7 +7,7 @@
 Nothing here touches a model hub: offline mode is forced before anything is loaded. The model
 loads lazily in the worker thread on the first request, so creating the backend is cheap and the
 event loop never blocks on torch. Concurrent ``generate`` calls are gathered by a
-:class:`~.microbatch.MicroBatcher` (``config.batch_wait_ms``, ``config.max_batch_size`` sequences)
+:class:`~.local_batcher.MicroBatcher` (``config.batch_wait_ms``, ``config.max_batch_size`` sequences)
 and decoded together by :class:`~.decoding.Decoder`.
 """
 
@@ -29,7 +29,7 @@ from cai_engine.models.embedded import (
     set_offline,
 )
 from cai_engine.models.fingerprint import weights_fingerprint
-from cai_engine.models.microbatch import MicroBatcher
+from cai_engine.models.local_batcher import MicroBatcher
 
 
 class PromptTooLong(ValueError):

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from cai_engine.models.base import ChatRequest
-from cai_engine.models.batching import BatchResults, BatchStatus
+from cai_engine.models.batch_adapter import BatchResults, BatchStatus
 from cai_engine.models.openai_wire import parse_completion, request_body
 
 _DONE = {"completed", "failed", "expired", "cancelled"}

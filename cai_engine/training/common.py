@@ -239,7 +239,9 @@ def build_trl_args(config_cls: type, config: StageConfig, stage_fields: dict[str
         "seed": config.seed,
         "bf16": _bf16(config),
         "fp16": False,
-        "gradient_checkpointing": config.gradient_checkpointing,
+        # transformers 5.24 renamed it (the old name still works, with a FutureWarning until v6)
+        ("activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"):
+            config.gradient_checkpointing,
         "report_to": config.report_to or "none",
         **({"save_strategy": "steps", "save_steps": config.save_steps, "save_total_limit": 1}
            if config.save_steps else {"save_strategy": "no"}),

@@ -27,7 +27,7 @@ def step_text(logs: dict[str, Any]) -> str:
 
 
 def make_step_progress(stage: str) -> Any:
-    from rich.console import Console
+    from cai_engine.logs import stderr_console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from transformers import TrainerCallback
 
@@ -45,7 +45,7 @@ def make_step_progress(stage: str) -> Any:
             self._progress = Progress(
                 TextColumn(f"[bold]train {stage}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                 TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+                TimeRemainingColumn(), console=stderr_console(), transient=False,
             )
             self._task = self._progress.add_task(stage, total=state.max_steps or None, stats="", completed=state.global_step)
             self._progress.start()

@@ -40,7 +40,8 @@ from cai_engine.constitution import Constitution, load_constitution
 from cai_engine.constitution.loader import schema_keys
 from cai_engine.constitution.yaml_nodes import swallowed_keys
 from cai_engine.errors import CaiError
-from cai_engine.workbench.textsim import normalize, similarity
+from cai_engine.text_measures import normalize
+from cai_engine.workbench.textsim import similarity
 from cai_engine.yamlfile import YamlDoc, read_yaml
 
 #: Findings that point at a gap rather than a defect: printed as ``note[...]`` and not failing the

@@ -28,7 +28,8 @@ from cai_engine.engine.engine import Engine
 from cai_engine.engine.records import stable_hash
 from cai_engine.models.base import ChatRequest, SamplingParams, Usage
 from cai_engine.prompts import redteam as templates
-from cai_engine.workbench.textsim import NearDuplicateIndex, normalize
+from cai_engine.text_measures import normalize
+from cai_engine.workbench.textsim import NearDuplicateIndex
 
 KINDS = templates.KINDS
 

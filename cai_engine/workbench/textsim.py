@@ -4,7 +4,8 @@ Near-duplicates are decided by the exact Jaccard similarity of character n-gram 
 small edits, word order changes within a phrase, punctuation and case). MinHash with LSH banding
 only *proposes* candidate pairs so that deduplicating thousands of prompts stays near-linear; each
 proposal is then verified with the exact Jaccard, so the result never contains a false merge.
-Hashes are from blake2b, not ``hash()``, so results are the same in every process.
+Hashes are from blake2b, not ``hash()``, so results are the same in every process. Normalisation and
+shingles are :mod:`cai_engine.text_measures`' (shared with the dataset report); import them from there.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from cai_engine.text_measures import normalize, shingles  # noqa: F401 (defined there, shared with the dataset report)
+from cai_engine.text_measures import normalize, shingles
 
 _MERSENNE = (1 << 61) - 1
 _MAX64 = (1 << 64) - 1
