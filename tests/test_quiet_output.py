@@ -53,3 +53,13 @@ def test_training_shows_our_step_line_not_the_trainers_dicts(tmp_path: Path, tin
     assert_quiet(result)
     assert "train sft" in result.stderr and "2/2" in result.stderr and "loss" in result.stderr
     assert (out / "log.txt").exists()
+
+
+def test_progress_lines_are_not_cut_at_80_columns_when_stderr_is_a_pipe(monkeypatch) -> None:
+    """rich assumes 80 columns off a terminal, which cut the DPO line (``0:0… ETA 0:00…``)."""
+    from cai_engine.logs import PIPE_WIDTH, stderr_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert stderr_console().width == PIPE_WIDTH  # pytest's captured stderr is not a terminal
+    monkeypatch.setenv("COLUMNS", "90")
+    assert stderr_console().width == 90
