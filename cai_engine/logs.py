@@ -127,10 +127,20 @@ PIPE_WIDTH = 120
 
 def stderr_console() -> Any:
     """The rich console our progress and notes go to: stderr, as wide as the terminal, or
-    ``PIPE_WIDTH`` columns when stderr is not one and ``COLUMNS`` does not say otherwise."""
-    from rich.console import Console
+    ``PIPE_WIDTH`` columns when stderr is not one and ``COLUMNS`` does not say otherwise (both read
+    at every print, as rich does, so a later ``COLUMNS`` still counts)."""
+    from rich.console import Console, ConsoleDimensions
 
-    console = Console(stderr=True)
-    if not console.is_terminal and not os.environ.get("COLUMNS"):
-        console = Console(stderr=True, width=PIPE_WIDTH)
-    return console
+    class StderrConsole(Console):
+        @property
+        def size(self) -> ConsoleDimensions:
+            dims = Console.size.fget(self)  # type: ignore[attr-defined]
+            if self._width is None and not self._environ.get("COLUMNS") and not self.is_terminal:
+                return ConsoleDimensions(PIPE_WIDTH, dims.height)
+            return dims
+
+        @size.setter
+        def size(self, new_size: tuple[int, int]) -> None:
+            Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+    return StderrConsole(stderr=True)
