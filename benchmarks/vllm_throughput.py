@@ -105,7 +105,7 @@ async def run_cai(engine: Any, texts: list[str], max_tokens: int) -> dict[str, A
     from cai_engine.engine.records import latest_records
     from cai_engine.models.base import SamplingParams
     from cai_engine.pipelines.revise import ReviseSettings, run_revise
-    from cai_engine.sources import PromptItem
+    from cai_engine.sources import PromptItem, Turn
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -117,7 +117,7 @@ async def run_cai(engine: Any, texts: list[str], max_tokens: int) -> dict[str, A
         out = tmp / "revisions.jsonl"
         started = time.perf_counter()
         summary = await run_revise(
-            (PromptItem(text=t, row=i) for i, t in enumerate(texts)),
+            (PromptItem(messages=(Turn("user", t),), row=i) for i, t in enumerate(texts)),
             engine=engine, settings=settings, out_path=out, concurrency=len(texts),
         )
         elapsed = time.perf_counter() - started
