@@ -80,9 +80,20 @@ def cluster() -> Iterator[dict[str, str]]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+#: Ray's client proxy starts one server process per client connection; on a loaded 2-core box that
+#: start-up sometimes fails (seen once in CI: "Starting Ray client server failed") before our code
+#: runs at all. That is retried, a bounded number of times; any other failure is not.
+PROXY_START_FAILED = "Starting Ray client server failed"
+PROXY_ATTEMPTS = 3
+
+
 def cai(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, **env, "RAY_ADDRESS": ""}
-    return subprocess.run([str(CAI), *args], capture_output=True, text=True, env=full, timeout=timeout)
+    for _ in range(PROXY_ATTEMPTS):
+        result = subprocess.run([str(CAI), *args], capture_output=True, text=True, env=full, timeout=timeout)
+        if PROXY_START_FAILED not in result.stderr:
+            return result
+    return result
 
 
 def test_revise_through_ray_client_equals_a_single_process_run(tmp_path: Path, cluster: dict[str, str]) -> None:
